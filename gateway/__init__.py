@@ -1,0 +1,1 @@
+"""Composition root: settings, bootstrap, runtimes and console scripts."""

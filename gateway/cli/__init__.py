@@ -1,0 +1,1 @@
+"""``payments-admin-cli``: the operators' and tenant-service's tool."""

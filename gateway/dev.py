@@ -1,0 +1,65 @@
+"""Dev mode: everything on embedded defaults, up until Ctrl-C."""
+
+import asyncio
+import signal
+from typing import Final
+from urllib.parse import urlsplit
+
+import structlog
+
+from gateway.bootstrap import Container, bootstrap
+from gateway.settings import Settings
+from tenancy.central import migrate_central
+from tenancy.provisioning import ProvisionRequest, provision_tenant
+
+DEMO_TENANT: Final = "tnt_demo"
+_log = structlog.get_logger(__name__)
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password, for logs."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+async def prepare(container: Container) -> None:
+    """Apply central migrations and provision the demo tenant (both idempotent)."""
+    applied = await migrate_central(container.db, container.central_migrations)
+    report = await provision_tenant(
+        container.db,
+        container.tenant_migrations,
+        ProvisionRequest(DEMO_TENANT, "saq_a", None),
+        grant_to=container.settings.app_db_roles,
+    )
+    _log.info(
+        "dev_tenant_ready",
+        tenant_id=report.tenant_id,
+        created=report.created,
+        schema_versions=list(report.applied_versions),
+        central_migrations_applied=applied,
+    )
+
+
+async def run_dev(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Prepare the embedded stack, report what runs, and wait for SIGINT or SIGTERM."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with bootstrap(settings) as container:
+        await prepare(container)
+        _log.info(
+            "dev_running",
+            environment=settings.environment,
+            database=redact_dsn(container.dsn),
+            embedded_postgres=settings.database_url is None,
+            demo_tenant=DEMO_TENANT,
+            secrets=settings.secret_backend,
+            archive=settings.archive_backend,
+            hint="Ctrl-C stops; payments-admin-cli list-tenants shows the registry",
+        )
+        await stop.wait()
+    _log.info("dev_stopped")

@@ -1,0 +1,1 @@
+"""Application services: command handlers, webhook ingress, inbox appliers, timers."""

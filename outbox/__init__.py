@@ -1,0 +1,1 @@
+"""Transactional outbox: store, relay, CloudEvents mapping, publisher."""

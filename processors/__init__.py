@@ -1,0 +1,1 @@
+"""Processor adapters behind the PaymentPort protocol, circuit breaker, routing."""

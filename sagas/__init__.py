@@ -1,0 +1,1 @@
+"""Pure saga state machines: no I/O, no clock, no randomness."""

@@ -1,0 +1,1 @@
+"""Vendor sandboxes for dev and tests: stateful fakes of vendor HTTP APIs on loopback."""

@@ -1,0 +1,1 @@
+"""Wire contracts: identifiers, processors, money, commands and events."""

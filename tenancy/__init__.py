@@ -1,0 +1,1 @@
+"""Tenancy: registry, provisioning, per-tenant roles, migrations, offboarding, secrets."""

@@ -1,0 +1,1 @@
+"""Abstract test suites, one per port, run against every implementation."""
