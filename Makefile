@@ -34,7 +34,7 @@ pytest: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 bench-migrate: $(STAMP)
-	$(BIN)/python bench/migrate_all.py
+	PYTHONPATH=. $(BIN)/python bench/migrate_all.py
 
 clean:
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

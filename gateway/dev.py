@@ -19,7 +19,7 @@ _log = structlog.get_logger(__name__)
 def redact_dsn(dsn: str) -> str:
     """The DSN without its password, for logs."""
     parts = urlsplit(dsn)
-    if parts.password is None:
+    if not parts.password:
         return dsn
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()

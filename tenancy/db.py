@@ -8,7 +8,6 @@ never from the caller, and both settings end with the transaction.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeAlias
@@ -21,6 +20,8 @@ from tenancy.errors import TenantStateError, UnknownTenantError
 from tenancy.lifecycle import SERVING_STATUSES, TenantStatus
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Collection
+
     Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 else:
     Conn: TypeAlias = PoolConnectionProxy

@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pgserver.postgres_server import get_server
 
+from gateway.embedded import start_embedded_postgres
 from gateway.settings import REPO_ROOT
 from tenancy.central import migrate_central
 from tenancy.db import Database
 from tenancy.migration_files import Migration, load_migrations
-from tests.pg import create_database, drop_database_and_roles, new_token
+from tests.pg import create_database, drop_databases_and_roles, new_token
 
 CENTRAL = REPO_ROOT / "migrations" / "central"
 TENANT = REPO_ROOT / "migrations" / "tenant"
@@ -34,9 +34,7 @@ def server_dsn(testrun_uid: str) -> str:
     if configured:
         return configured
     folder = Path(tempfile.gettempdir()) / f"pgw-test-{testrun_uid[:12]}"
-    server = get_server(folder, cleanup_mode="delete")
-    uri: str = server.get_uri()
-    return uri
+    return start_embedded_postgres(folder, cleanup="delete")
 
 
 @pytest.fixture(scope="session")
@@ -80,8 +78,7 @@ def database_factory(
         return dsn
 
     yield make
-    for name in made:
-        asyncio.run(drop_database_and_roles(server_dsn, name, f"tnt_{worker_token}"))
+    asyncio.run(drop_databases_and_roles(server_dsn, made, f"tnt_{worker_token}"))
 
 
 @pytest.fixture(scope="session")

@@ -28,11 +28,12 @@ async def create_database(server_dsn: str, name: str) -> str:
     return with_database(server_dsn, name)
 
 
-async def drop_database_and_roles(server_dsn: str, name: str, role_prefix: str) -> None:
-    """Drop a test database, then the tenant roles its tests created."""
+async def drop_databases_and_roles(server_dsn: str, names: list[str], role_prefix: str) -> None:
+    """Drop test databases, then the tenant roles their tests created."""
     conn = await asyncpg.connect(server_dsn)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         roles = await conn.fetch(
             "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)", role_prefix
         )

@@ -120,7 +120,7 @@ def list_tenants_cmd(
     rows = run(ctx, action)
     if as_json:
         for record, vendors in rows:
-            state.out.print_json(json.dumps(_as_json(record, vendors)))
+            typer.echo(json.dumps(_as_json(record, vendors)))
         return
     table = Table("tenant", "status", "schema v", "vendors", "created", "note")
     for record, vendors in rows:

@@ -1,0 +1,1 @@
+"""Integration tests: real Postgres, the Pub/Sub emulator and sandbox vendors over HTTP."""

@@ -23,9 +23,7 @@ async def test_provision_creates_schema_role_migrations_registry(
 ) -> None:
     """A new tenant gets its schema, its role, every migration and an active registry row."""
     tenant = tenant_ids()
-    report = await provision_tenant(
-        db, tenant_migrations, ProvisionRequest(tenant, "saq_a", CMEK)
-    )
+    report = await provision_tenant(db, tenant_migrations, ProvisionRequest(tenant, "saq_a", CMEK))
     assert report.created
     assert report.migrations_applied == tuple(m.version for m in tenant_migrations)
     async with db.connection() as conn:
@@ -113,9 +111,7 @@ async def test_second_tenant_probes_its_neighbour(
     report = await provision_tenant(
         db, tenant_migrations, ProvisionRequest(tenant_ids(), "saq_a", None)
     )
-    neighbours = [
-        p for p in report.isolation if p.target.startswith("tnt_") and p.expected_denied
-    ]
+    neighbours = [p for p in report.isolation if p.target.startswith("tnt_") and p.expected_denied]
     assert len(neighbours) == 1
     assert neighbours[0].denied
 

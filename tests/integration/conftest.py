@@ -1,0 +1,64 @@
+"""Fixtures for driving ``payments-admin-cli`` in-process against the test database."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from gateway.bootstrap import Overrides
+from gateway.cli.main import build_app
+
+
+@dataclass
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        """The time the test set."""
+        return self.now
+
+
+@dataclass
+class Cli:
+    """Invokes the CLI with this test's environment and overrides."""
+
+    env: dict[str, str]
+    clock: FakeClock
+    secret_dir: Path
+    archive_dir: Path
+
+    def __call__(self, *args: str) -> Result:
+        """Run ``payments-admin-cli *args`` and return its result."""
+        app = build_app(Overrides(clock=self.clock))
+        return CliRunner(env=self.env).invoke(app, list(args))
+
+
+@pytest.fixture
+def cli_factory(tmp_path: Path) -> Callable[[str], Cli]:
+    """Makes a ``Cli`` bound to the database at the given DSN."""
+
+    def make(dsn: str) -> Cli:
+        secret_dir, archive_dir = tmp_path / "secrets", tmp_path / "archive"
+        env = {
+            "DATABASE_URL": dsn,
+            "PAYMENTS_ENVIRONMENT": "dev",
+            "PAYMENTS_LOCAL_DIR": str(tmp_path / "local"),
+            "PAYMENTS_SECRET_FILE_DIR": str(secret_dir),
+            "PAYMENTS_ARCHIVE_DIR": str(archive_dir),
+            "PAYMENTS_LOG_LEVEL": "warning",
+        }
+        clock = FakeClock(datetime(2026, 11, 1, 12, 0, tzinfo=UTC))
+        return Cli(env, clock, secret_dir, archive_dir)
+
+    return make
+
+
+@pytest.fixture
+def cli(cli_factory: Callable[[str], Cli], database_dsn: str) -> Cli:
+    """The CLI on this worker's shared test database."""
+    return cli_factory(database_dsn)
