@@ -9,7 +9,7 @@ from typing import Final
 import structlog
 
 from tenancy.db import Conn, Database
-from tenancy.errors import ChecksumMismatchError
+from tenancy.errors import ChecksumMismatchError, MigrationFileError
 from tenancy.migration_files import Migration
 
 _log = structlog.get_logger(__name__)
@@ -27,6 +27,12 @@ CREATE TABLE IF NOT EXISTS payments_central.central_migrations (
 
 async def migrate_central(db: Database, migrations: tuple[Migration, ...]) -> list[int]:
     """Apply pending central migrations in order; return the versions applied now."""
+    for migration in migrations:
+        if not migration.transactional:
+            raise MigrationFileError(
+                f"central migration {migration.version:04d}_{migration.name}: central"
+                " migrations run in one transaction; no-transaction files are not supported"
+            )
     applied_now: list[int] = []
     async with db.connection() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _LOCK_KEY)

@@ -2,7 +2,11 @@
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -201,3 +205,46 @@ def test_every_command_has_help_with_examples(cli: Cli) -> None:
         result = cli(command, "--help")
         assert result.exit_code == 0, result.output
         assert "Example" in result.stdout
+
+
+def test_two_cli_processes_provisioning_one_tenant_at_once(
+    cli: Cli, database_dsn: str, tenant_ids: Callable[[], str]
+) -> None:
+    """Two payments-admin-cli processes racing on one tenant both exit 0; one creates it."""
+    tenant = tenant_ids()
+    command = [
+        str(Path(sys.executable).with_name("payments-admin-cli")),
+        "provision-tenant",
+        "--tenant-id",
+        tenant,
+    ]
+    env = {**os.environ, **cli.env}
+    processes = [
+        subprocess.Popen(  # noqa: S603 (our own console script)
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    created = sum(f"{tenant} provisioned" in out for out, _ in outputs)
+    already = sum(f"{tenant} already provisioned" in out for out, _ in outputs)
+    assert (created, already) == (1, 1)
+    assert count_rows(database_dsn, "tenant_schema_registry", tenant) == 1
+
+
+def count_rows(dsn: str, table: str, tenant: str) -> int:
+    """Rows of a central table that belong to ``tenant``."""
+
+    async def go() -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            count: int = await conn.fetchval(
+                f"SELECT count(*) FROM payments_central.{table} WHERE tenant_id = $1",  # noqa: S608
+                tenant,
+            )
+        finally:
+            await conn.close()
+        return count
+
+    return asyncio.run(go())
