@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test lint types contracts pytest bench-migrate clean
+.PHONY: run test lint types imports contracts pytest bench-migrate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/payment-gateway dev
 
-test: $(STAMP) lint types contracts pytest
+test: $(STAMP) lint types imports pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -25,7 +25,7 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-contracts: $(STAMP)
+imports: $(STAMP)
 	$(BIN)/lint-imports
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
@@ -38,3 +38,6 @@ bench-migrate: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache
+
+contracts: $(STAMP)
+	$(BIN)/python -m schemas.export

@@ -2,13 +2,34 @@
 
 import logging
 import sys
-from typing import TextIO
+from typing import Literal, TextIO
 
 import structlog
 
 
-def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> None:
-    """Send JSON log lines to ``stream`` (stdout by default) at ``level`` and above."""
+class _CurrentStream:
+    """Writes to ``sys.<name>`` as it is at write time, not as it was at configuration.
+
+    Test runners and CLI harnesses swap (and close) the standard streams; a logger that
+    kept the old object would write to a closed file.
+    """
+
+    def __init__(self, name: Literal["stdout", "stderr"]) -> None:
+        self._name = name
+
+    def write(self, text: str) -> int:
+        stream: TextIO = getattr(sys, self._name)
+        return stream.write(text)
+
+    def flush(self) -> None:
+        stream: TextIO = getattr(sys, self._name)
+        stream.flush()
+
+
+def configure_logging(
+    level: str = "info", *, stream: Literal["stdout", "stderr"] = "stdout"
+) -> None:
+    """Send JSON log lines to standard output (or error) at ``level`` and above."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -20,6 +41,6 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> N
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStream(stream)),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

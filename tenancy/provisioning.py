@@ -1,6 +1,7 @@
 """``provision-tenant``: MIGRATION_PLAN 2.1.
 
-1. create schema ``tnt_<id>``;  2. create the tenant role with USAGE on that schema only;
+1. create schema ``tnt_<id>``;  2. create the tenant role with USAGE on that schema only
+(plus membership of ``payments_tenants``: INSERT of its own rows into the central outbox);
 3. apply every tenant migration;  4. record the tenant (CMEK URI, applied versions) in the
 registry;  5. prove the role is denied a cross-tenant SELECT. The registry row is written
 first, as ``provisioning``, so that the migration history can reference it; the tenant
@@ -22,6 +23,9 @@ from tenancy.registry import find_tenant, get_tenant
 from tenancy.tenant_migrations import grant_tenant_role, migrate_tenant
 
 PCI_PROFILES: Final = frozenset({"saq_a"})
+_PG16: Final = 16
+TENANTS_GROUP: Final = "payments_tenants"
+"""Holds what every tenant role may do centrally: append its own outbox rows."""
 _CMEK_PATTERN: Final = re.compile(
     r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]{1,63}"
     r"/keyRings/[A-Za-z0-9_-]{1,63}/cryptoKeys/[A-Za-z0-9_-]{1,63}"
@@ -131,10 +135,14 @@ async def _create_schema_and_role(
             "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role_name
         )
         if not role_exists:
-            await conn.execute(f"CREATE ROLE {role} NOLOGIN NOINHERIT")
+            await conn.execute(f"CREATE ROLE {role} NOLOGIN")
         await grant_tenant_role(conn, schema_name, role_name)
-        for member in ("current_user", *map(quote_sql_name, grant_to)):
-            await conn.execute(f"GRANT {role} TO {member}")
+        await conn.execute(f"GRANT {TENANTS_GROUP} TO {role}")
+        await conn.execute(f"GRANT {role} TO current_user")
+        # Services reach a tenant's data only through SET ROLE, never by inheritance.
+        options = " WITH INHERIT FALSE" if conn.get_server_version().major >= _PG16 else ""
+        for member in map(quote_sql_name, grant_to):
+            await conn.execute(f"GRANT {role} TO {member}{options}")
         await conn.execute(
             _INSERT,
             request.tenant_id,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gateway.embedded import start_embedded_postgres
+from gateway.logging import configure_logging
 from gateway.settings import REPO_ROOT
 from tenancy.central import migrate_central
 from tenancy.db import Database
@@ -101,3 +102,9 @@ async def db(database_dsn: str) -> AsyncIterator[Database]:
     database = await Database.open(database_dsn, min_size=1, max_size=8)
     yield database
     await database.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _json_logs() -> None:
+    """Log as the service does: JSON lines, to whatever stdout is at write time."""
+    configure_logging("info")

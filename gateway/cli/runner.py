@@ -5,7 +5,6 @@ migrate, an isolation probe failed); 2 the request was refused and nothing chang
 """
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NoReturn, TypeVar
@@ -69,7 +68,7 @@ def run(
     """Bootstrap, run ``action``, tear down; translate known errors to exit codes."""
     state: CliState = ctx.obj
     settings = load_settings(state)
-    configure_logging(settings.log_level, stream=sys.stderr)
+    configure_logging(settings.log_level, stream="stderr")
 
     async def go() -> T:
         async with bootstrap(settings, state.overrides, pool_max=pool_max) as container:

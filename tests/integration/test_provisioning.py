@@ -132,3 +132,29 @@ def test_malformed_provision_requests_are_refused(
     """Malformed ids, profiles and key URIs are refused before any database work."""
     with pytest.raises(error):
         ProvisionRequest(tenant, profile, cmek)
+
+
+async def test_service_roles_reach_tenants_only_through_set_role(
+    db: Database,
+    tenant_ids: Callable[[], str],
+    tenant_migrations: tuple[Migration, ...],
+    worker_token: str,
+) -> None:
+    """A login role named in grant_to can SET ROLE to the tenant but inherits nothing."""
+    service = f"tnt_{worker_token}_svc"
+    async with db.connection() as conn:
+        await conn.execute(f'CREATE ROLE "{service}" NOLOGIN')
+    tenant = tenant_ids()
+    await provision_tenant(
+        db, tenant_migrations, ProvisionRequest(tenant, "saq_a", None), grant_to=(service,)
+    )
+    async with db.connection() as conn:
+        pg16 = conn.get_server_version().major >= 16
+        can_set, inherits = await conn.fetchrow(
+            "SELECT pg_has_role($1, $2, $3), pg_has_role($1, $2, 'USAGE')",
+            service,
+            tenant.lower() + "_rw",
+            "SET" if pg16 else "MEMBER",
+        )
+    assert can_set
+    assert inherits is not pg16  # Postgres 15 has no INHERIT FALSE grants; production runs 16
