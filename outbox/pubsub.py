@@ -7,23 +7,35 @@ counts messages until the coroutine settles them.
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Sequence
 from typing import Any, Final
 
 import structlog
 from google.api_core import exceptions as google_errors
 from google.api_core.retry import Retry
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package ships no type information
+from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]  # untyped package
 
 from outbox.binding import WireMessage
 from outbox.transport import Handler, Outgoing, PublishError
 
 _log = structlog.get_logger(__name__)
-PUBLISH_DEADLINE_SECONDS: Final = 10.0
+PUBLISH_DEADLINE_SECONDS: Final = 5.0
+PROBE_DEADLINE_SECONDS: Final = 2.0
 
 
 class PubSubPublisher:
-    """Publishes with ordering enabled and small, fast batches."""
+    """Publishes with ordering enabled and small, fast batches.
+
+    The client retries an ordered publish for ever (it sets the retry deadline of
+    messages with an ordering key to "infinity"), so during an outage its futures never
+    fail. This adapter waits ``PUBLISH_DEADLINE_SECONDS`` per batch instead: unanswered
+    messages count as failed (their outbox rows stay unsent) and the publisher turns
+    *degraded*. While degraded it sends nothing until a cheap probe of the topic answers,
+    so an outage does not pile up copies of the same rows in the client. The client still
+    holds the unanswered messages and sends them, in key order, when Pub/Sub returns;
+    the relay sends them once more, and consumers drop the duplicate by ``ce-id``.
+    """
 
     def __init__(self, project: str, client: pubsub_v1.PublisherClient | None = None) -> None:
         """Publish to topics of ``project``."""
@@ -35,6 +47,8 @@ class PubSubPublisher:
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
         )
         self._retry = Retry(initial=0.1, maximum=2.0, timeout=PUBLISH_DEADLINE_SECONDS)
+        self._probe_retry = Retry(initial=0.1, maximum=0.5, timeout=PROBE_DEADLINE_SECONDS)
+        self.degraded = False
 
     def topic_path(self, topic: str) -> str:
         """The full resource name of ``topic``."""
@@ -42,18 +56,44 @@ class PubSubPublisher:
         return path
 
     async def publish_batch(self, batch: Sequence[Outgoing]) -> list[str | PublishError]:
-        """Hand every message to the client in order, then wait for all of them."""
-        futures = [self._submit(item) for item in batch]
-        results: list[str | PublishError] = []
-        for future in futures:
-            try:
-                results.append(str(await asyncio.wrap_future(future)))
-            except (
-                google_errors.GoogleAPIError,
-                pubsub_v1.publisher.exceptions.PublishError,
-            ) as exc:
-                results.append(PublishError(f"{type(exc).__name__}: {exc}"[:500]))
-        return results
+        """Hand every message to the client in order, then wait for them, at most 5 s."""
+        if not batch:
+            return []
+        if self.degraded and not await self._reachable(batch[0].topic):
+            return [PublishError("Pub/Sub unreachable; waiting for it to answer")] * len(batch)
+        futures = [asyncio.wrap_future(self._submit(item)) for item in batch]
+        _, pending = await asyncio.wait(futures, timeout=PUBLISH_DEADLINE_SECONDS)
+        if pending:
+            self.degraded = True
+            _log.warning("pubsub_publish_unanswered", messages=len(pending))
+        return [self._result(future) for future in futures]
+
+    @staticmethod
+    def _result(future: "asyncio.Future[Any]") -> str | PublishError:
+        if not future.done():
+            return PublishError(f"no answer within {PUBLISH_DEADLINE_SECONDS:g}s")
+        error = future.exception()
+        if error is None:
+            return str(future.result())
+        return PublishError(f"{type(error).__name__}: {error}"[:500])
+
+    async def _reachable(self, topic: str) -> bool:
+        """Whether Pub/Sub answers at all (a missing topic is an answer)."""
+        try:
+            await asyncio.to_thread(
+                self._client.get_topic,
+                topic=self.topic_path(topic),
+                retry=self._probe_retry,
+                timeout=PROBE_DEADLINE_SECONDS,
+            )
+        except google_errors.NotFound:
+            pass
+        except (google_errors.GoogleAPIError, OSError):
+            return False
+        if self.degraded:
+            _log.info("pubsub_publish_recovered")
+        self.degraded = False
+        return True
 
     def _submit(self, item: Outgoing) -> "concurrent.futures.Future[Any]":
         try:
@@ -72,8 +112,9 @@ class PubSubPublisher:
         return future
 
     def resume(self, topic: str, ordering_key: str) -> None:
-        """Unpause ``ordering_key`` after a failed publish."""
-        self._client.resume_publish(self.topic_path(topic), ordering_key)
+        """Unpause ``ordering_key`` after a failed publish (a key not paused is left as it is)."""
+        with contextlib.suppress(RuntimeError):  # raised for a key that is not paused
+            self._client.resume_publish(self.topic_path(topic), ordering_key)
 
     def close(self) -> None:
         """Flush pending batches and stop the client's threads."""

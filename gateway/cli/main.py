@@ -3,7 +3,7 @@
 import typer
 
 from gateway.bootstrap import Overrides
-from gateway.cli import events, lifecycle, migrate, tenants
+from gateway.cli import events, lifecycle, migrate, pubsub, tenants
 from gateway.cli.runner import CliState
 
 _HELP = """Operate the payment gateway's tenants: provisioning, vendor credentials, schema
@@ -32,6 +32,7 @@ def build_app(overrides: Overrides | None = None) -> typer.Typer:
     tenants.register(app)
     migrate.register(app)
     lifecycle.register(app)
+    pubsub.register(app)
     events.register(app)
     return app
 

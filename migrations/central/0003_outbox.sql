@@ -48,11 +48,12 @@ CREATE TABLE outbox_relays (
 -- Every tenant role is a member of payments_tenants, which holds the central privileges
 -- once: one ACL entry instead of one per tenant, and no concurrent GRANTs on one object.
 -- Roles are cluster-wide, so another database on the server may have created it already.
+-- (A concurrent creator elsewhere makes this one wait, then fail with unique_violation.)
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'payments_tenants') THEN
-        CREATE ROLE payments_tenants NOLOGIN;
-    END IF;
+    CREATE ROLE payments_tenants NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
 END $$;
 GRANT USAGE ON SCHEMA payments_central TO payments_tenants;
 GRANT INSERT, SELECT (event_id) ON outbox TO payments_tenants;

@@ -3,7 +3,7 @@
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -87,6 +87,16 @@ async def eventually(check: Callable[[], bool], *, within: float = 10.0) -> None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while not check():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.02)
+
+
+async def eventually_async(check: Callable[[], Awaitable[bool]], *, within: float = 10.0) -> None:
+    """Poll the coroutine ``check`` until it returns True, failing after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await check():
         if loop.time() > deadline:
             raise AssertionError("condition not met before the deadline")
         await asyncio.sleep(0.02)

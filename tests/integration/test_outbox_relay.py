@@ -15,7 +15,7 @@ from outbox.memory import InMemoryBroker
 from outbox.relay import OutboxRelay
 from outbox.replay import outbox_status, replay
 from outbox.store import append
-from outbox.transport import Outgoing, PublishError
+from outbox.transport import Outgoing, Publisher, PublishError
 from schemas.topology import PAYMENT_EVENTS, TOPOLOGY
 from tenancy.db import Database
 from tenancy.migration_files import Migration
@@ -24,6 +24,7 @@ from tests.integration.outbox_helpers import (
     append_in_tenant_tx,
     event,
     eventually,
+    eventually_async,
     memory_broker,
     provisioned,
     running_relay,
@@ -50,6 +51,10 @@ async def fresh_db(fresh_dsn: str) -> AsyncIterator[Database]:
 def received(broker: InMemoryBroker) -> list[tuple[str, str, int]]:
     """(ce-id, key, seq) of everything the broker accepted, in publish order."""
     return [sequence(item.message) for item in broker.published]
+
+
+async def _none_unsent(db: Database) -> bool:
+    return await unsent(db) == 0
 
 
 async def unsent(db: Database) -> int:
@@ -160,7 +165,7 @@ async def test_publish_failures_keep_rows_until_the_broker_is_back(
 class HangingPublisher:
     """Publishes half of the first batch, then never returns: a relay dying mid-batch."""
 
-    def __init__(self, inner: InMemoryBroker) -> None:
+    def __init__(self, inner: Publisher) -> None:
         """Wrap ``inner``."""
         self.inner = inner
         self.entered = asyncio.Event()
@@ -282,7 +287,7 @@ async def test_replay_republishes_with_the_original_ids(
     await append_in_tenant_tx(fresh_db, tenant, [event(tenant, "pay_r", s) for s in range(3)])
     await append_in_tenant_tx(fresh_db, other, [event(other, "pay_o", 0)])
     async with running_relay(fresh_db, broker):
-        await eventually(lambda: len(broker.published) == 4)
+        await eventually_async(lambda: _none_unsent(fresh_db))
         since = datetime.now(UTC) - timedelta(hours=1)
         report = await replay(fresh_db.pool, tenant, since, datetime.now(UTC))
         assert report.rows == 3

@@ -150,11 +150,13 @@ async def test_service_roles_reach_tenants_only_through_set_role(
     )
     async with db.connection() as conn:
         pg16 = conn.get_server_version().major >= 16
-        can_set, inherits = await conn.fetchrow(
+        row = await conn.fetchrow(
             "SELECT pg_has_role($1, $2, $3), pg_has_role($1, $2, 'USAGE')",
             service,
             tenant.lower() + "_rw",
             "SET" if pg16 else "MEMBER",
         )
+    assert row is not None
+    can_set, inherits = row
     assert can_set
     assert inherits is not pg16  # Postgres 15 has no INHERIT FALSE grants; production runs 16

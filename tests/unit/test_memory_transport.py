@@ -15,4 +15,4 @@ class TestInMemoryBroker(TransportContract):
         broker = InMemoryBroker()
         broker.declare("sub", "topic", dead_letter_topic="dead", max_delivery_attempts=5)
         broker.declare("dead-sub", "dead")
-        return TransportUnderTest(broker, broker, "topic", "sub", "dead-sub", 5)
+        return TransportUnderTest(broker, broker, "topic", "sub", "dead-sub", 5, "topic", "sub")
