@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test lint types imports contracts pytest bench-migrate clean
+.PHONY: run test lint types imports contracts pytest bench-migrate clean bench-relay
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ imports: $(STAMP)
 pytest: $(STAMP)
 	@$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench-relay: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/relay.py
 
 bench-migrate: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/migrate_all.py

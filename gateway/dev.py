@@ -1,14 +1,15 @@
 """Dev mode: everything on embedded defaults, up until Ctrl-C."""
 
-import asyncio
-import signal
 from typing import Final
 from urllib.parse import urlsplit
 
 import structlog
 
 from gateway.bootstrap import Container, bootstrap
+from gateway.runtime import emulator_if_needed, stop_on_signals, worker_for
 from gateway.settings import Settings
+from outbox.pubsub_admin import ensure_topology
+from schemas.topology import TOPOLOGY
 from tenancy.central import migrate_central
 from tenancy.provisioning import ProvisionRequest, provision_tenant
 
@@ -43,23 +44,26 @@ async def prepare(container: Container) -> None:
     )
 
 
-async def run_dev(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Prepare the embedded stack, report what runs, and wait for SIGINT or SIGTERM."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with bootstrap(settings) as container:
-        await prepare(container)
-        _log.info(
-            "dev_running",
-            environment=settings.environment,
-            database=redact_dsn(container.dsn),
-            embedded_postgres=settings.database_url is None,
-            demo_tenant=DEMO_TENANT,
-            secrets=settings.secret_backend,
-            archive=settings.archive_backend,
-            hint="Ctrl-C stops; payments-admin-cli list-tenants shows the registry",
-        )
-        await stop.wait()
+async def run_dev(settings: Settings) -> None:
+    """Embedded Postgres, the Pub/Sub emulator, the demo tenant and a worker, until Ctrl-C."""
+    stop = stop_on_signals()
+    with emulator_if_needed() as emulator_host:
+        async with bootstrap(settings) as container:
+            await prepare(container)
+            topology = await ensure_topology(TOPOLOGY, project=settings.pubsub_project)
+            async with worker_for(container, settings) as worker:
+                _log.info(
+                    "dev_running",
+                    environment=settings.environment,
+                    database=redact_dsn(container.dsn),
+                    embedded_postgres=settings.database_url is None,
+                    pubsub_emulator=emulator_host,
+                    pubsub_project=settings.pubsub_project,
+                    topics_created=list(topology.created),
+                    demo_tenant=DEMO_TENANT,
+                    secrets=settings.secret_backend,
+                    archive=settings.archive_backend,
+                    hint="Ctrl-C stops; payments-admin-cli list-tenants shows the registry",
+                )
+                await worker.run(stop)
     _log.info("dev_stopped")

@@ -5,8 +5,10 @@ import asyncio
 import typer
 from pydantic import ValidationError
 
+from gateway.bootstrap import bootstrap
 from gateway.dev import run_dev
 from gateway.logging import configure_logging
+from gateway.runtime import stop_on_signals, worker_for
 from gateway.settings import Settings
 
 app = typer.Typer(
@@ -23,16 +25,36 @@ def _root() -> None:
     """Run the payment gateway's processes."""
 
 
-@app.command()
-def dev() -> None:
-    """Run everything locally on embedded defaults until Ctrl-C (what `make run` starts)."""
+def _settings() -> Settings:
     try:
         settings = Settings()
     except ValidationError as exc:
         typer.echo(f"error: invalid configuration: {exc}", err=True)
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level)
-    asyncio.run(run_dev(settings))
+    return settings
+
+
+@app.command()
+def dev() -> None:
+    """Run everything locally on embedded defaults until Ctrl-C (what `make run` starts)."""
+    asyncio.run(run_dev(_settings()))
+
+
+@app.command()
+def worker() -> None:
+    """Run payment-worker: the command consumer and the outbox relay, until SIGTERM.
+
+    Expects the database migrated and the Pub/Sub topology in place (see deploy/).
+    """
+    settings = _settings()
+
+    async def main() -> None:
+        stop = stop_on_signals()
+        async with bootstrap(settings) as container, worker_for(container, settings) as running:
+            await running.run(stop)
+
+    asyncio.run(main())
 
 
 def main() -> None:

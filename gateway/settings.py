@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     archive_bucket: str | None = None
     archive_prefix: str = "tenant-snapshots"
     gcp_project: str | None = None
+    pubsub_project: str = "payments-dev"
+    worker_max_in_flight: int = Field(default=200, ge=1, le=10_000)
     pg_dump_path: Path | None = None
     log_level: str = "info"
 

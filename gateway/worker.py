@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import structlog
+from opentelemetry.metrics import Meter
 
 from gateway.consumer import CommandConsumer, RejectionSink, Router, TenantCheck
 from outbox.relay import OutboxRelay, RelayConfig
@@ -59,6 +60,7 @@ class Worker:
     clock: Clock
     relay_config: RelayConfig = RelayConfig()  # noqa: RUF009 (an immutable value object)
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    meter: Meter | None = None
 
     def consumer(self) -> CommandConsumer:
         """The command consumer wired to this worker's parts."""
@@ -74,7 +76,9 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume commands and relay events until ``stop``; then drain both."""
-        relay = OutboxRelay(self.db.pool, self.publisher, self.topology, self.relay_config)
+        relay = OutboxRelay(
+            self.db.pool, self.publisher, self.topology, self.relay_config, meter=self.meter
+        )
         consumer = self.consumer()
         subscription = self.topology.name(WORKER_COMMANDS_SUBSCRIPTION)
         _log.info("worker_started", subscription=subscription, relay_id=relay.relay_id)

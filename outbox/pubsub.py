@@ -6,119 +6,123 @@ counts messages until the coroutine settles them.
 """
 
 import asyncio
-import concurrent.futures
-import contextlib
+import concurrent.futures  # noqa: TC003 (used at run time by the subscriber)
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 import structlog
 from google.api_core import exceptions as google_errors
-from google.api_core.retry import Retry
+from google.api_core.retry import AsyncRetry, if_exception_type
 from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]  # untyped package
+from google.pubsub_v1 import PublisherAsyncClient, PubsubMessage
 
 from outbox.binding import WireMessage
 from outbox.transport import Handler, Outgoing, PublishError
 
 _log = structlog.get_logger(__name__)
 PUBLISH_DEADLINE_SECONDS: Final = 5.0
-PROBE_DEADLINE_SECONDS: Final = 2.0
+MAX_MESSAGES_PER_REQUEST: Final = 1000
+MAX_REQUEST_BYTES: Final = 9 * 1024 * 1024
+_TRANSIENT: Final = (
+    google_errors.ServiceUnavailable,
+    google_errors.DeadlineExceeded,
+    google_errors.InternalServerError,
+    google_errors.Aborted,
+    google_errors.ResourceExhausted,
+    google_errors.Unknown,
+)
 
 
 class PubSubPublisher:
-    """Publishes with ordering enabled and small, fast batches.
+    """Publishes whole batches in single Publish requests, keeping order per ordering key.
 
-    The client retries an ordered publish for ever (it sets the retry deadline of
-    messages with an ordering key to "infinity"), so during an outage its futures never
-    fail. This adapter waits ``PUBLISH_DEADLINE_SECONDS`` per batch instead: unanswered
-    messages count as failed (their outbox rows stay unsent) and the publisher turns
-    *degraded*. While degraded it sends nothing until a cheap probe of the topic answers,
-    so an outage does not pile up copies of the same rows in the client. The client still
-    holds the unanswered messages and sends them, in key order, when Pub/Sub returns;
-    the relay sends them once more, and consumers drop the duplicate by ``ce-id``.
+    The client library's batching keeps one batch per ordering key (one request per key)
+    and retries ordered messages for ever. This adapter calls the Publish RPC itself:
+    the messages of a batch go out grouped by topic, in publish order, in requests of up
+    to 1,000 messages, one request after another. A request that fails (after bounded
+    retries of transient errors) fails every later message of that topic in the batch,
+    so no key can overtake its own unsent message; the relay sends them again.
     """
 
-    def __init__(self, project: str, client: pubsub_v1.PublisherClient | None = None) -> None:
-        """Publish to topics of ``project``."""
+    def __init__(self, project: str, client: PublisherAsyncClient | None = None) -> None:
+        """Publish to topics of ``project``; the gRPC client is made on first use."""
         self._project = project
-        self._client = client or pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(
-                max_messages=500, max_bytes=4 * 1024 * 1024, max_latency=0.002
-            ),
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
+        self._client = client
+        self._retry = AsyncRetry(
+            predicate=if_exception_type(*_TRANSIENT),
+            initial=0.1,
+            maximum=1.0,
+            timeout=PUBLISH_DEADLINE_SECONDS,
         )
-        self._retry = Retry(initial=0.1, maximum=2.0, timeout=PUBLISH_DEADLINE_SECONDS)
-        self._probe_retry = Retry(initial=0.1, maximum=0.5, timeout=PROBE_DEADLINE_SECONDS)
-        self.degraded = False
 
     def topic_path(self, topic: str) -> str:
         """The full resource name of ``topic``."""
-        path: str = self._client.topic_path(self._project, topic)
-        return path
+        return f"projects/{self._project}/topics/{topic}"
 
     async def publish_batch(self, batch: Sequence[Outgoing]) -> list[str | PublishError]:
-        """Hand every message to the client in order, then wait for them, at most 5 s."""
-        if not batch:
-            return []
-        if self.degraded and not await self._reachable(batch[0].topic):
-            return [PublishError("Pub/Sub unreachable; waiting for it to answer")] * len(batch)
-        futures = [asyncio.wrap_future(self._submit(item)) for item in batch]
-        _, pending = await asyncio.wait(futures, timeout=PUBLISH_DEADLINE_SECONDS)
-        if pending:
-            self.degraded = True
-            _log.warning("pubsub_publish_unanswered", messages=len(pending))
-        return [self._result(future) for future in futures]
+        """Publish every message; one result per message, in order."""
+        results: list[str | PublishError | None] = [None] * len(batch)
+        by_topic: dict[str, list[int]] = {}
+        for index, item in enumerate(batch):
+            by_topic.setdefault(item.topic, []).append(index)
+        for topic, indexes in by_topic.items():
+            for chunk in _chunks(indexes, batch):
+                try:
+                    ids = await self._publish(topic, [batch[i] for i in chunk])
+                except (google_errors.GoogleAPIError, OSError) as exc:
+                    error = PublishError(f"{type(exc).__name__}: {exc}"[:500])
+                    for index in indexes:
+                        if results[index] is None:
+                            results[index] = error
+                    _log.warning("pubsub_publish_failed", topic=topic, error=str(error))
+                    break
+                for index, message_id in zip(chunk, ids, strict=True):
+                    results[index] = message_id
+        return [r if r is not None else PublishError("not sent") for r in results]
 
-    @staticmethod
-    def _result(future: "asyncio.Future[Any]") -> str | PublishError:
-        if not future.done():
-            return PublishError(f"no answer within {PUBLISH_DEADLINE_SECONDS:g}s")
-        error = future.exception()
-        if error is None:
-            return str(future.result())
-        return PublishError(f"{type(error).__name__}: {error}"[:500])
-
-    async def _reachable(self, topic: str) -> bool:
-        """Whether Pub/Sub answers at all (a missing topic is an answer)."""
-        try:
-            await asyncio.to_thread(
-                self._client.get_topic,
-                topic=self.topic_path(topic),
-                retry=self._probe_retry,
-                timeout=PROBE_DEADLINE_SECONDS,
-            )
-        except google_errors.NotFound:
-            pass
-        except (google_errors.GoogleAPIError, OSError):
-            return False
-        if self.degraded:
-            _log.info("pubsub_publish_recovered")
-        self.degraded = False
-        return True
-
-    def _submit(self, item: Outgoing) -> "concurrent.futures.Future[Any]":
-        try:
-            future: concurrent.futures.Future[Any] = self._client.publish(
-                self.topic_path(item.topic),
-                item.message.data,
-                ordering_key=item.message.ordering_key,
-                retry=self._retry,
-                timeout=PUBLISH_DEADLINE_SECONDS,
-                **dict(item.message.attributes),
-            )
-        except (RuntimeError, ValueError) as exc:  # a paused ordering key, a bad message
-            failed: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            failed.set_exception(pubsub_v1.publisher.exceptions.PublishError(str(exc)))
-            return failed
-        return future
+    async def _publish(self, topic: str, items: list[Outgoing]) -> list[str]:
+        if self._client is None:  # bound to the running loop, so made inside it
+            self._client = PublisherAsyncClient()
+        response = await self._client.publish(
+            topic=self.topic_path(topic),
+            messages=[
+                PubsubMessage(
+                    data=item.message.data,
+                    attributes=dict(item.message.attributes),
+                    ordering_key=item.message.ordering_key,
+                )
+                for item in items
+            ],
+            retry=self._retry,
+            timeout=PUBLISH_DEADLINE_SECONDS,
+        )
+        return [str(message_id) for message_id in response.message_ids]
 
     def resume(self, topic: str, ordering_key: str) -> None:
-        """Unpause ``ordering_key`` after a failed publish (a key not paused is left as it is)."""
-        with contextlib.suppress(RuntimeError):  # raised for a key that is not paused
-            self._client.resume_publish(self.topic_path(topic), ordering_key)
+        """Nothing to resume: a failed request pauses no key here."""
 
-    def close(self) -> None:
-        """Flush pending batches and stop the client's threads."""
-        self._client.stop()
+    async def aclose(self) -> None:
+        """Close the gRPC channel, if one was opened."""
+        if self._client is not None:
+            await self._client.transport.close()  # type: ignore[no-untyped-call]  # untyped
+            self._client = None
+
+
+def _chunks(indexes: list[int], batch: Sequence[Outgoing]) -> list[list[int]]:
+    """Split ``indexes`` into requests within Pub/Sub's message-count and size limits."""
+    chunks: list[list[int]] = [[]]
+    size = 0
+    for index in indexes:
+        message = batch[index].message
+        weight = len(message.data) + sum(len(k) + len(v) for k, v in message.attributes.items())
+        if chunks[-1] and (
+            len(chunks[-1]) >= MAX_MESSAGES_PER_REQUEST or size + weight > MAX_REQUEST_BYTES
+        ):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(index)
+        size += weight
+    return [c for c in chunks if c]
 
 
 class SubscriberError(Exception):

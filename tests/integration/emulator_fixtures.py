@@ -1,7 +1,7 @@
 """Fixtures joining the emulator topology, the transport adapters and a fresh database."""
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -39,12 +39,12 @@ def emulator_topology(
 
 
 @pytest.fixture
-def pubsub_transport(
+async def pubsub_transport(
     pubsub_emulator_host: str,
-) -> Iterator[tuple[PubSubPublisher, PubSubSubscriber]]:
+) -> AsyncIterator[tuple[PubSubPublisher, PubSubSubscriber]]:
     """Our publisher and subscriber adapters on the emulator."""
     assert pubsub_emulator_host
     publisher, subscriber = PubSubPublisher(PROJECT), PubSubSubscriber(PROJECT)
     yield publisher, subscriber
-    publisher.close()
+    await publisher.aclose()
     subscriber.close()
