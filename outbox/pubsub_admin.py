@@ -11,9 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
-from datetime import timedelta
-from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import structlog
 from google.api_core import exceptions as google_errors
@@ -21,15 +19,25 @@ from google.api_core.retry import Retry, if_exception_type
 from google.auth import exceptions as auth_errors
 from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 from google.pubsub_v1.types import (
-    DeadLetterPolicy,
-    RetryPolicy,
     Subscription,
     Topic,
     UpdateSubscriptionRequest,
     UpdateTopicRequest,
 )
 
+from outbox.pubsub_specs import (
+    Drift,
+    Outcome,
+    ResourceResult,
+    TopologyReport,
+    drift_between,
+    span,
+    subscription_resource,
+    topic_resource,
+)
 from schemas.topology import SubscriptionSpec, TopicSpec, Topology
+
+_log = structlog.get_logger(__name__)
 
 _TRANSIENT: Final = (
     google_errors.ServiceUnavailable,
@@ -41,9 +49,6 @@ _UNREACHABLE: Final = (
     google_errors.DeadlineExceeded,
     google_errors.RetryError,
 )
-_IMMUTABLE: Final = frozenset({"topic", "enable_message_ordering"})
-"""Subscription fields Pub/Sub cannot update: the subscription must be re-created."""
-_log = structlog.get_logger(__name__)
 
 
 class TopologyError(Exception):
@@ -56,67 +61,6 @@ class PubSubUnavailableError(TopologyError):
 
 class TopologyApplyError(TopologyError):
     """A request failed part-way: resources before the named one may have been changed."""
-
-
-class Outcome(StrEnum):
-    """What ``ensure_topology`` did to one resource."""
-
-    CREATED = "created"
-    PRESENT = "present"
-    UPDATED = "updated"
-
-
-@dataclass(frozen=True, slots=True)
-class Drift:
-    """One field of an existing resource that differs from its spec."""
-
-    field: str
-    expected: str
-    actual: str
-    fixed: bool
-    """Whether it was updated in place; if not, the resource must be deleted and re-created."""
-
-
-@dataclass(frozen=True, slots=True)
-class ResourceResult:
-    """One topic or subscription and what happened to it."""
-
-    kind: Literal["topic", "subscription"]
-    name: str
-    outcome: Outcome
-    drift: tuple[Drift, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class TopologyReport:
-    """Every resource of the topology, in creation order."""
-
-    project: str
-    resources: tuple[ResourceResult, ...]
-
-    def names(self, outcome: Outcome) -> tuple[str, ...]:
-        """Names of the resources with ``outcome``."""
-        return tuple(r.name for r in self.resources if r.outcome is outcome)
-
-    @property
-    def created(self) -> tuple[str, ...]:
-        """Resources that did not exist."""
-        return self.names(Outcome.CREATED)
-
-    @property
-    def present(self) -> tuple[str, ...]:
-        """Resources that existed and were left unchanged."""
-        return self.names(Outcome.PRESENT)
-
-    @property
-    def updated(self) -> tuple[str, ...]:
-        """Resources that existed and had drifted fields updated."""
-        return self.names(Outcome.UPDATED)
-
-    @property
-    def unresolved(self) -> tuple[tuple[str, Drift], ...]:
-        """(resource, drift) pairs Pub/Sub cannot change in place."""
-        return tuple((r.name, d) for r in self.resources for d in r.drift if not d.fixed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,69 +153,8 @@ async def _clients(
             closable.close()
 
 
-def _span(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def _topic(project: str, spec: TopicSpec) -> Topic:
-    return Topic(
-        name=f"projects/{project}/topics/{spec.name}",
-        message_retention_duration=spec.retention,
-    )
-
-
-def _subscription(project: str, spec: SubscriptionSpec) -> Subscription:
-    dead_letter = None
-    if spec.dead_letter_topic is not None:
-        dead_letter = DeadLetterPolicy(
-            dead_letter_topic=f"projects/{project}/topics/{spec.dead_letter_topic}",
-            max_delivery_attempts=spec.max_delivery_attempts,
-        )
-    return Subscription(
-        name=f"projects/{project}/subscriptions/{spec.name}",
-        topic=f"projects/{project}/topics/{spec.topic}",
-        ack_deadline_seconds=spec.ack_deadline_seconds,
-        enable_message_ordering=spec.ordering,
-        dead_letter_policy=dead_letter,
-        retry_policy=RetryPolicy(
-            minimum_backoff=timedelta(seconds=spec.min_backoff_seconds),
-            maximum_backoff=timedelta(seconds=spec.max_backoff_seconds),
-        ),
-        message_retention_duration=spec.retention,
-    )
-
-
-def _subscription_fields(sub: Subscription) -> dict[str, str]:
-    """The compared fields, as text."""
-    dead_letter, retry = sub.dead_letter_policy, sub.retry_policy
-    return {
-        "topic": sub.topic,
-        "enable_message_ordering": str(sub.enable_message_ordering),
-        "ack_deadline_seconds": str(sub.ack_deadline_seconds),
-        "message_retention_duration": _span(sub.message_retention_duration),
-        "retry_policy": f"{_span(retry.minimum_backoff)}..{_span(retry.maximum_backoff)}",
-        "dead_letter_policy": f"{dead_letter.dead_letter_topic} after"
-        f" {dead_letter.max_delivery_attempts} attempts"
-        if dead_letter.dead_letter_topic
-        else "none",
-    }
-
-
-def _drift(want: Subscription, have: Subscription) -> list[Drift]:
-    expected, actual = _subscription_fields(want), _subscription_fields(have)
-    return [
-        Drift(field, value, actual[field], fixed=field not in _IMMUTABLE)
-        for field, value in expected.items()
-        if actual[field] != value
-    ]
-
-
 async def _ensure_topic(clients: _Clients, project: str, spec: TopicSpec) -> ResourceResult:
-    want = _topic(project, spec)
+    want = topic_resource(project, spec)
     with _applying("topic", spec.name):
         try:
             await clients.call(clients.publisher.create_topic, request=want)
@@ -281,8 +164,8 @@ async def _ensure_topic(clients: _Clients, project: str, spec: TopicSpec) -> Res
             _log.info("pubsub_topic_created", topic=want.name)
             return ResourceResult("topic", spec.name, Outcome.CREATED)
         field = "message_retention_duration"
-        expected = _span(want.message_retention_duration)
-        actual = _span(have.message_retention_duration)
+        expected = span(want.message_retention_duration)
+        actual = span(have.message_retention_duration)
         if expected == actual:
             return ResourceResult("topic", spec.name, Outcome.PRESENT)
         request = UpdateTopicRequest(topic=want, update_mask={"paths": [field]})
@@ -295,7 +178,7 @@ async def _ensure_topic(clients: _Clients, project: str, spec: TopicSpec) -> Res
 async def _ensure_subscription(
     clients: _Clients, project: str, spec: SubscriptionSpec
 ) -> ResourceResult:
-    want = _subscription(project, spec)
+    want = subscription_resource(project, spec)
     with _applying("subscription", spec.name):
         try:
             await clients.call(clients.subscriber.create_subscription, request=want)
@@ -306,7 +189,7 @@ async def _ensure_subscription(
         else:
             _log.info("pubsub_subscription_created", subscription=want.name)
             return ResourceResult("subscription", spec.name, Outcome.CREATED)
-        drift = _drift(want, have)
+        drift = drift_between(want, have)
         fixable = [d.field for d in drift if d.fixed]
         if fixable:
             request = UpdateSubscriptionRequest(subscription=want, update_mask={"paths": fixable})

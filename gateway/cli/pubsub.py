@@ -9,13 +9,12 @@ import typer
 from gateway.cli.runner import EXIT_FAILED, CliState, fail, load_settings
 from gateway.logging import configure_logging
 from outbox.pubsub_admin import (
-    Outcome,
     PubSubUnavailableError,
     Timeouts,
     TopologyApplyError,
-    TopologyReport,
     ensure_topology,
 )
+from outbox.pubsub_specs import Outcome, TopologyReport
 from schemas.topology import TOPOLOGY
 
 DEFAULT_PROJECT: Final = "payments-dev"

@@ -10,7 +10,8 @@ from typer.testing import CliRunner, Result
 
 from gateway.cli.main import build_app
 from gateway.pubsub_emulator import free_port
-from outbox.pubsub_admin import Outcome, ensure_topology
+from outbox.pubsub_admin import ensure_topology
+from outbox.pubsub_specs import Outcome
 from schemas.topology import (
     DEAD_LETTER_SUBSCRIPTION,
     EVENTS_TAIL_SUBSCRIPTION,
