@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import BaseModel, ValidationError
 
 from outbox.binding import MalformedEnvelopeError, WireMessage, decode, envelope_of
@@ -24,12 +27,14 @@ from outbox.transport import Delivery, Outgoing, Publisher, PublishError
 from schemas.cards import contains_card_number, find_card_number
 from schemas.catalog import type_of
 from schemas.clock import Clock
-from schemas.envelope import Envelope
+from schemas.envelope import TYPE_PREFIX, Envelope
 from schemas.events import CommandRejected, RejectionReason
 from schemas.ids import TENANT_ID_PATTERN
 from schemas.topology import PAYMENT_COMMANDS_DEAD_LETTER, Topology
 
 _log = structlog.get_logger(__name__)
+_tracer = trace.get_tracer("payments.consumer")
+_propagator = TraceContextTextMapPropagator()
 M = TypeVar("M", bound=BaseModel)
 _REJECTION_NAMESPACE: Final = uuid.UUID("6f1c2b52-3f0e-4d7e-9a55-1f0d6c3a9b10")
 _PAYMENT_ID_KEY: Final = "payment_id"
@@ -135,7 +140,18 @@ class CommandConsumer:
         context = MessageContext(
             envelope, tenant_id, delivery.message_id, delivery.delivery_attempt
         )
-        await handler(context, command)
+        carrier = {"traceparent": envelope.traceparent} if envelope.traceparent else {}
+        with _tracer.start_as_current_span(
+            f"process {envelope.type.removeprefix(TYPE_PREFIX)}",
+            context=_propagator.extract(carrier),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "gcp_pubsub",
+                "messaging.message.id": envelope.id,
+                "payments.tenant_id": tenant_id,
+            },
+        ):
+            await handler(context, command)
         _log.info("command_handled")
 
     async def _tenant(self, envelope: Envelope, payment_id: str | None) -> str:

@@ -10,6 +10,7 @@ from gateway.dev import run_dev
 from gateway.logging import configure_logging
 from gateway.runtime import stop_on_signals, worker_for
 from gateway.settings import Settings
+from gateway.telemetry import configure_telemetry
 
 app = typer.Typer(
     name="payment-gateway",
@@ -38,7 +39,12 @@ def _settings() -> Settings:
 @app.command()
 def dev() -> None:
     """Run everything locally on embedded defaults until Ctrl-C (what `make run` starts)."""
-    asyncio.run(run_dev(_settings()))
+    settings = _settings()
+    telemetry = configure_telemetry("dev")
+    try:
+        asyncio.run(run_dev(settings))
+    finally:
+        telemetry.shutdown()
 
 
 @app.command()
@@ -48,13 +54,17 @@ def worker() -> None:
     Expects the database migrated and the Pub/Sub topology in place (see deploy/).
     """
     settings = _settings()
+    telemetry = configure_telemetry("worker")
 
     async def main() -> None:
         stop = stop_on_signals()
         async with bootstrap(settings) as container, worker_for(container, settings) as running:
             await running.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        telemetry.shutdown()
 
 
 def main() -> None:

@@ -1,15 +1,18 @@
 """Writing outbox rows inside the transaction that changes the state they announce.
 
 ``append`` runs on the caller's connection, inside the caller's (tenant) transaction; the
-rows become visible to the relay only when that transaction commits. A row's ``event_id``
-is the CloudEvent id: re-appending the same event is a no-op, and every re-publish of the
-row carries the same ``ce-id``.
+rows become visible to the relay only when that transaction commits. Events inherit the
+``traceparent`` of the span they are written in. A row's ``event_id`` is the CloudEvent
+id: re-appending the same event is a no-op, and every re-publish of the row carries the
+same ``ce-id``.
 """
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
+
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from outbox.binding import encode, to_cloudevent
 from schemas.envelope import Envelope
@@ -17,6 +20,16 @@ from schemas.envelope import Envelope
 if TYPE_CHECKING:
     import asyncpg
     from asyncpg.pool import PoolConnectionProxy
+
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, if one is being recorded."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
+
 
 _INSERT: Final = """
 INSERT INTO payments_central.outbox (event_id, tenant_id, topic, ordering_key, attributes, data)
@@ -41,7 +54,10 @@ async def append(
     """Insert ``events`` as outbox rows in the connection's current transaction."""
     rows = []
     for event in events:
-        wire = encode(to_cloudevent(event.envelope, event.data), event.ordering_key)
+        envelope = event.envelope
+        if envelope.traceparent is None:
+            envelope = replace(envelope, traceparent=current_traceparent())
+        wire = encode(to_cloudevent(envelope, event.data), event.ordering_key)
         rows.append(
             (
                 event.envelope.id,

@@ -19,6 +19,7 @@ import pytest
 from gateway.embedded import start_embedded_postgres
 from gateway.logging import configure_logging
 from gateway.settings import REPO_ROOT
+from gateway.telemetry import configure_telemetry
 from tenancy.central import migrate_central
 from tenancy.db import Database
 from tenancy.migration_files import Migration, load_migrations
@@ -108,5 +109,6 @@ async def db(database_dsn: str) -> AsyncIterator[Database]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _json_logs() -> None:
-    """Log as the service does: JSON lines, to whatever stdout is at write time."""
+    """Log as the service does (JSON lines, to whatever stdout is at write time), with tracing."""
     configure_logging("info")
+    configure_telemetry("tests")

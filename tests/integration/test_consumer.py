@@ -12,6 +12,7 @@ from gateway.consumer import MessageContext, Router
 from gateway.worker import Worker
 from outbox.binding import WireMessage, encode, to_cloudevent
 from outbox.memory import InMemoryBroker
+from outbox.store import current_traceparent
 from outbox.transport import Outgoing
 from schemas.catalog import type_of
 from schemas.commands import AuthorizePayment, CapturePayment
@@ -220,3 +221,27 @@ async def test_the_worker_keeps_consuming_after_poison(
     )
     await eventually(lambda: len(h.handled) == 2)
     assert sorted(p for _, p in h.handled) == ["pay_1", "pay_2"]
+
+
+async def test_handlers_continue_the_senders_trace(
+    harness: tuple[Harness, str, Database],
+) -> None:
+    """Events written while handling a command carry the command's trace id."""
+    h, tenant, _ = harness
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    seen: list[str | None] = []
+
+    async def record(context: MessageContext, command: AuthorizePayment) -> None:
+        seen.append(current_traceparent())
+        h.handled.append((context.tenant_id, command.payment_id))
+
+    h.worker.router.register(AuthorizePayment, record)
+    message = command(AUTHORIZE, authorize_body("pay_t"), tenant)
+    traced = WireMessage(
+        message.data,
+        {**message.attributes, "ce-traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+    await h.send(traced)
+    await eventually(lambda: len(seen) == 1)
+    assert seen[0] is not None
+    assert seen[0].split("-")[1] == trace_id
