@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from outbox.binding import MalformedEnvelopeError, WireMessage, decode, envelope_of
 from outbox.transport import Delivery, Outgoing, Publisher, PublishError
-from schemas.cards import contains_card_number, find_card_number
+from schemas.cards import contains_card_number
 from schemas.catalog import type_of
 from schemas.clock import Clock
 from schemas.envelope import TYPE_PREFIX, Envelope
@@ -83,6 +83,8 @@ class Poison(Exception):  # noqa: N818 (a message category, not an error of ours
     detail: str
     payment_id: str | None = None
     drop_data: bool = False
+    tenant_id: str | None = None
+    """Set only once the tenant was found in the registry and served."""
 
 
 @dataclass(slots=True)
@@ -98,14 +100,19 @@ class CommandConsumer:
     source: str
 
     async def handle(self, delivery: Delivery) -> None:
-        """Process one delivery and settle it."""
+        """Process one delivery and settle it exactly once."""
         with structlog.contextvars.bound_contextvars(
             message_id=delivery.message_id, delivery_attempt=delivery.delivery_attempt
         ):
             try:
                 await self._dispatch(delivery)
             except Poison as poison:
-                await self._dead_letter(delivery, poison)
+                try:
+                    await self._dead_letter(delivery, poison)
+                except Exception:  # noqa: BLE001 (whatever failed, the message must be retried)
+                    _log.exception("command_dead_letter_failed", reason=poison.reason)
+                    delivery.nack()
+                    return
             except Exception:  # noqa: BLE001 (any handler failure means: try again later)
                 _log.exception("command_failed_will_retry")
                 delivery.nack()
@@ -114,6 +121,8 @@ class CommandConsumer:
 
     async def _dispatch(self, delivery: Delivery) -> None:
         message = delivery.message
+        if _holds_card_number(message):
+            raise Poison("card_data", "the message contains a card number", drop_data=True)
         try:
             event = decode(message.data, message.attributes)
             envelope = envelope_of(event)
@@ -125,9 +134,6 @@ class CommandConsumer:
         body = _parse_json(message.data)
         payment_id = body.get(_PAYMENT_ID_KEY) if isinstance(body, dict) else None
         payment_id = payment_id if isinstance(payment_id, str) else None
-        card_path = find_card_number(body) or find_card_number(dict(message.attributes))
-        if card_path is not None:
-            raise Poison("card_data", f"card number at {card_path}", payment_id, drop_data=True)
         route = self.router.route(envelope.type)
         if route is None:
             raise Poison("unknown_type", f"no handler for type {envelope.type[:200]}", payment_id)
@@ -136,7 +142,9 @@ class CommandConsumer:
         try:
             command = model.model_validate(body)
         except ValidationError as exc:
-            raise Poison("schema_invalid", _summarize(exc), payment_id) from exc
+            raise Poison(
+                "schema_invalid", _summarize(exc), payment_id, tenant_id=tenant_id
+            ) from exc
         context = MessageContext(
             envelope, tenant_id, delivery.message_id, delivery.delivery_attempt
         )
@@ -175,8 +183,7 @@ class CommandConsumer:
                 if k in _SAFE_ATTRIBUTES and not contains_card_number(v)
             }
         rejected_id = attributes.get("ce-id") or f"pubsub:{delivery.message_id}"
-        tenant = attributes.get("ce-tenantid")
-        known_tenant = poison.reason != "unknown_tenant" and tenant is not None
+        origin = f"{attributes.get('ce-source', '')}|{rejected_id}"
         rejection = CommandRejected(
             payment_id=_valid_payment_id(poison.payment_id),
             rejected_message_id=rejected_id[:255],
@@ -185,12 +192,12 @@ class CommandConsumer:
             detail=poison.detail[:1000],
         )
         envelope = Envelope(
-            id=str(uuid.uuid5(_REJECTION_NAMESPACE, rejected_id)),
+            id=str(uuid.uuid5(_REJECTION_NAMESPACE, origin)),
             source=self.source,
             type=type_of(CommandRejected),
             time=self.clock(),
             subject=rejection.payment_id,
-            tenant_id=tenant if known_tenant else None,
+            tenant_id=poison.tenant_id,
             traceparent=attributes.get("ce-traceparent"),
         )
         await self.reject(rejection, envelope)
@@ -198,12 +205,20 @@ class CommandConsumer:
             {"dead-letter-reason": poison.reason, "dead-letter-detail": poison.detail[:1000]}
         )
         data = b"" if poison.drop_data else delivery.message.data
-        copy = WireMessage(data, attributes, delivery.message.ordering_key)
+        key = "" if poison.drop_data else delivery.message.ordering_key
+        copy = WireMessage(data, attributes, key)
         target = self.topology.name(PAYMENT_COMMANDS_DEAD_LETTER)
         [result] = await self.publisher.publish_batch([Outgoing(target, copy)])
         if isinstance(result, PublishError):
             raise result
         _log.warning("command_dead_lettered", reason=poison.reason, detail=poison.detail[:200])
+
+
+def _holds_card_number(message: WireMessage) -> bool:
+    """Whether the raw data, or any attribute key or value, holds a card number."""
+    texts = [message.data.decode("utf-8", errors="replace"), message.ordering_key]
+    texts += [part for item in message.attributes.items() for part in item]
+    return any(contains_card_number(text) for text in texts)
 
 
 def _parse_json(data: bytes) -> object:

@@ -55,6 +55,7 @@ class InMemoryBroker:
         self._ids = itertools.count(1)
         self.published: list[Outgoing] = []
         self.fail_topics: set[str] = set()
+        self.redelivered = 0
 
     def declare(
         self,
@@ -89,6 +90,7 @@ class InMemoryBroker:
 
     def redeliver(self, delivery: _MemoryDelivery) -> None:
         """Queue a nacked delivery again, or dead-letter it after the last attempt."""
+        self.redelivered += 1
         sub = self._subscriptions[delivery.subscription]
         if delivery.delivery_attempt >= sub.max_delivery_attempts and sub.dead_letter_topic:
             for name in self._by_topic[sub.dead_letter_topic]:

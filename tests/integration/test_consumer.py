@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
+import structlog
 
 from gateway.consumer import MessageContext, Router
 from gateway.worker import Worker
@@ -245,3 +246,78 @@ async def test_handlers_continue_the_senders_trace(
     await eventually(lambda: len(seen) == 1)
     assert seen[0] is not None
     assert seen[0].split("-")[1] == trace_id
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(
+            lambda t: command(AUTHORIZE, authorize_body("4111111111111111"), t), id="payment_id"
+        ),
+        pytest.param(
+            lambda t: command(AUTHORIZE, b'{"payment_id":"p1","pan":"4111111111111111"', t),
+            id="malformed_json",
+        ),
+        pytest.param(
+            lambda t: WireMessage(
+                b"{}",
+                {
+                    **command(AUTHORIZE, {}, t).attributes,
+                    "ce-time": "4111 1111 1111 1111",
+                },
+            ),
+            id="envelope_attribute",
+        ),
+        pytest.param(
+            lambda t: WireMessage(
+                b"{}", {**command(AUTHORIZE, {}, t).attributes, "ce-id": "4111111111111111"}
+            ),
+            id="ce_id",
+        ),
+    ],
+)
+async def test_card_numbers_never_leave_in_rejections_copies_or_logs(
+    harness: tuple[Harness, str, Database],
+    make: Callable[[str], WireMessage],
+) -> None:
+    """A card number anywhere in a command is refused before anything repeats it."""
+    h, tenant, db = harness
+    with structlog.testing.capture_logs() as logs:
+        await h.send(make(tenant))
+        await eventually(lambda: len(h.dead_letters()) == 1)
+    [dead] = h.dead_letters()
+    assert dead.attributes["dead-letter-reason"] == "card_data"
+    assert dead.data == b""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT ordering_key, attributes::text, data FROM payments_central.outbox"
+        )
+    exposed = json.dumps([dict(dead.attributes), dead.ordering_key, logs]) + repr(
+        [tuple(r) for r in rows]
+    )
+    assert "4111" not in exposed.replace(" ", "")
+    assert [b["reason"] for b in await rejections(db)] == ["card_data"]
+
+
+async def test_a_failing_dead_letter_nacks_instead_of_leaving_the_message(
+    harness: tuple[Harness, str, Database],
+) -> None:
+    """If the dead-letter copy cannot be published, the poison is nacked and retried."""
+    h, tenant, _ = harness
+    h.broker.fail_topics.add(DEAD)
+    await h.send(command(AUTHORIZE, b"{broken", tenant))
+    await eventually(lambda: h.broker.pending("dead") == 0 and h.broker.redelivered > 0)
+    h.broker.fail_topics.clear()
+    await eventually(lambda: len(h.dead_letters()) == 1)
+
+
+async def test_rejections_name_a_tenant_only_after_the_registry_check(
+    harness: tuple[Harness, str, Database],
+) -> None:
+    """Poison found before the tenant check is not attributed to the tenant it claims."""
+    h, _, db = harness
+    await h.send(command(AUTHORIZE.replace("authorize", "x"), {}, "not-a-tenant"))
+    await eventually(lambda: len(h.dead_letters()) == 1)
+    async with db.connection() as conn:
+        tenants = await conn.fetch("SELECT tenant_id FROM payments_central.outbox")
+    assert [r["tenant_id"] for r in tenants] == [None]
