@@ -22,7 +22,7 @@ import structlog
 from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
 
 from outbox.binding import WireMessage
-from outbox.leases import BucketLease
+from outbox.leases import LOCK_NAMESPACE, BucketLease
 from outbox.transport import Outgoing, Publisher, PublishError
 from schemas.topology import Topology
 
@@ -32,27 +32,50 @@ if TYPE_CHECKING:
 _log = structlog.get_logger(__name__)
 _DATABASE_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 CHANNEL: Final = "payments_outbox"
+_HELD: Final = """
+SELECT coalesce(array_agg(objid::int8::int4), '{}')
+  FROM pg_locks
+ WHERE locktype = 'advisory' AND classid = $1::int8::oid AND objsubid = 2
+   AND pid = $2 AND granted
+"""
 _CLAIM: Final = """
-SELECT outbox_id, topic, ordering_key, attributes, data
-  FROM payments_central.outbox
- WHERE published_at IS NULL AND bucket = ANY($1::smallint[])
- ORDER BY outbox_id
- LIMIT $2
- FOR UPDATE SKIP LOCKED
+WITH busy AS (
+    SELECT DISTINCT bucket FROM payments_central.outbox
+     WHERE published_at IS NULL AND bucket = ANY($1::smallint[])
+       AND claimed_by IS DISTINCT FROM $3 AND claimed_until > clock_timestamp()
+), picked AS (
+    SELECT outbox_id FROM payments_central.outbox
+     WHERE published_at IS NULL AND bucket = ANY($1::smallint[])
+       AND bucket NOT IN (SELECT bucket FROM busy)
+     ORDER BY outbox_id
+     LIMIT $2
+     FOR UPDATE NOWAIT
+)
+UPDATE payments_central.outbox AS o
+   SET claimed_by = $3, claimed_until = clock_timestamp() + $4::interval
+  FROM picked
+ WHERE o.outbox_id = picked.outbox_id
+RETURNING o.outbox_id, o.topic, o.ordering_key, o.attributes, o.data
 """
 _MARK: Final = """
-UPDATE payments_central.outbox SET published_at = clock_timestamp()
- WHERE outbox_id = ANY($1::bigint[])
+UPDATE payments_central.outbox
+   SET published_at = clock_timestamp(), claimed_by = NULL, claimed_until = NULL
+ WHERE outbox_id = ANY($1::bigint[]) AND claimed_by = $2
+"""
+_FAILED: Final = """
+UPDATE payments_central.outbox
+   SET publish_attempts = publish_attempts + 1, last_error = $2,
+       claimed_by = NULL, claimed_until = NULL
+ WHERE outbox_id = ANY($1::bigint[]) AND claimed_by = $3
+"""
+_RELEASE: Final = """
+UPDATE payments_central.outbox SET claimed_by = NULL, claimed_until = NULL
+ WHERE claimed_by = $1 AND published_at IS NULL
 """
 _OLDEST: Final = """
 SELECT extract(epoch FROM clock_timestamp() - min(created_at))::float8
   FROM payments_central.outbox
  WHERE published_at IS NULL AND bucket = ANY($1::smallint[])
-"""
-_FAILED: Final = """
-UPDATE payments_central.outbox
-   SET publish_attempts = publish_attempts + 1, last_error = $2
- WHERE outbox_id = ANY($1::bigint[])
 """
 
 
@@ -66,6 +89,8 @@ class RelayConfig:
     max_backoff: float = 5.0
     retention: timedelta = timedelta(days=7)
     purge_interval: float = 600.0
+    claim_ttl: timedelta = timedelta(seconds=60)
+    """How long a claim holds its bucket if the relay dies before marking it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,30 +161,17 @@ class OutboxRelay:
         return frozenset(self._lease.owned) if self._lease else frozenset()
 
     async def publish_once(self) -> PassResult:
-        """Claim, publish and mark one batch of this relay's buckets."""
-        if self._lease is None or not self._lease.owned:
+        """Claim a batch of this relay's buckets, publish it, and mark what was sent."""
+        rows = await self._claim()
+        if not rows:
             return PassResult(0, 0)
+        results = await self._publisher.publish_batch([self._outgoing(row) for row in rows])
+        ok = [row["outbox_id"] for row, r in zip(rows, results, strict=True) if isinstance(r, str)]
+        errors = [
+            (row, r) for row, r in zip(rows, results, strict=True) if isinstance(r, PublishError)
+        ]
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_CLAIM, sorted(self._lease.owned), self._config.batch_size)
-            if not rows:
-                return PassResult(0, 0)
-            batch = [
-                Outgoing(
-                    self._topology.name(row["topic"]),
-                    WireMessage(row["data"], _attributes(row["attributes"]), row["ordering_key"]),
-                )
-                for row in rows
-            ]
-            results = await self._publisher.publish_batch(batch)
-            ok = [
-                row["outbox_id"] for row, r in zip(rows, results, strict=True) if isinstance(r, str)
-            ]
-            await conn.execute(_MARK, ok)
-            errors = [
-                (row, r)
-                for row, r in zip(rows, results, strict=True)
-                if isinstance(r, PublishError)
-            ]
+            await conn.execute(_MARK, ok, self.relay_id)
             if errors:
                 await self._record_failures(conn, errors)
         self._published.add(len(ok))
@@ -167,12 +179,44 @@ class OutboxRelay:
             self._failures.add(len(errors))
         return PassResult(len(rows), len(ok))
 
+    async def _claim(self) -> list[asyncpg.Record]:
+        """Claim up to a batch, in id order, of buckets this relay provably still owns.
+
+        Ownership is re-read from ``pg_locks`` for the lease connection, so a relay whose
+        lease died claims nothing; a bucket holding another relay's live claim is skipped
+        until that claim is published or expires; rows another relay is claiming right now
+        make the whole claim wait for the next pass (``NOWAIT``), never overtake it.
+        """
+        if self._lease is None or not self._lease.owned:
+            return []
+        lease_pid = self._lease.conn.get_server_pid()
+        async with self._pool.acquire() as conn, conn.transaction():
+            held = set(await conn.fetchval(_HELD, LOCK_NAMESPACE, lease_pid))
+            buckets = sorted(held & self._lease.owned)
+            if not buckets:
+                return []
+            try:
+                rows = await conn.fetch(
+                    _CLAIM, buckets, self._config.batch_size, self.relay_id, self._config.claim_ttl
+                )
+            except asyncpg.LockNotAvailableError:
+                return []
+        return sorted(rows, key=lambda row: row["outbox_id"])
+
+    def _outgoing(self, row: asyncpg.Record) -> Outgoing:
+        return Outgoing(
+            self._topology.name(row["topic"]),
+            WireMessage(row["data"], _attributes(row["attributes"]), row["ordering_key"]),
+        )
+
     async def _record_failures(
         self,
         conn: "PoolConnectionProxy[asyncpg.Record]",
         errors: list[tuple[asyncpg.Record, PublishError]],
     ) -> None:
-        await conn.execute(_FAILED, [row["outbox_id"] for row, _ in errors], str(errors[0][1]))
+        await conn.execute(
+            _FAILED, [row["outbox_id"] for row, _ in errors], str(errors[0][1]), self.relay_id
+        )
         for topic, key in {(self._topology.name(r["topic"]), r["ordering_key"]) for r, _ in errors}:
             if key:
                 self._publisher.resume(topic, key)
@@ -226,6 +270,7 @@ class OutboxRelay:
                 with contextlib.suppress(*_DATABASE_ERRORS):
                     await lease_conn.remove_listener(CHANNEL, self._notified)
                     await lease.release()
+                    await lease_conn.execute(_RELEASE, self.relay_id)
 
     def _notified(self, *_: object) -> None:
         self._wake.set()
@@ -249,6 +294,9 @@ class OutboxRelay:
                 result = await self.publish_once()
             except _DATABASE_ERRORS as exc:
                 _log.warning("outbox_relay_database_error", error=f"{type(exc).__name__}: {exc}")
+                result = PassResult(1, 0)
+            except Exception:  # noqa: BLE001 (a bad pass must not end the relay; claims expire)
+                _log.exception("outbox_relay_pass_failed")
                 result = PassResult(1, 0)
             if result.failed:
                 backoff = min(max(backoff * 2, 0.1), self._config.max_backoff)

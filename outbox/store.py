@@ -34,7 +34,7 @@ def current_traceparent() -> str | None:
 _INSERT: Final = """
 INSERT INTO payments_central.outbox (event_id, tenant_id, topic, ordering_key, attributes, data)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6)
-ON CONFLICT (event_id) DO NOTHING
+ON CONFLICT (tenant_id, event_id) DO NOTHING
 """
 
 

@@ -5,7 +5,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from outbox.binding import WireMessage, decode
 from outbox.memory import InMemoryBroker
@@ -61,7 +61,9 @@ def memory_broker(topology: Topology = TOPOLOGY) -> InMemoryBroker:
     return broker
 
 
-FAST = RelayConfig(batch_size=50, poll_interval=0.2, heartbeat_interval=0.2)
+FAST = RelayConfig(
+    batch_size=50, poll_interval=0.2, heartbeat_interval=0.2, claim_ttl=timedelta(seconds=1)
+)
 
 
 @asynccontextmanager

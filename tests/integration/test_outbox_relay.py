@@ -1,9 +1,11 @@
 """The outbox and its relay on real Postgres, publishing to the in-memory broker."""
 
 import asyncio
+import json
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -106,15 +108,17 @@ async def test_a_row_committed_after_a_later_row_is_not_skipped(
     broker = memory_broker()
     release = asyncio.Event()
 
+    appended = asyncio.Event()
+
     async def slow() -> None:
         async with fresh_db.tenant_transaction(tenant) as tx:
             await append(tx.conn, [event(tenant, "pay_slow", 0)])
+            appended.set()
             await release.wait()
 
     async with running_relay(fresh_db, broker):
         slow_task = asyncio.create_task(slow())
-        await eventually(lambda: not release.is_set())
-        await asyncio.sleep(0.05)  # let the slow transaction take the lower id first
+        await asyncio.wait_for(appended.wait(), 10)  # the slow transaction holds the lower id
         await append_in_tenant_tx(fresh_db, tenant, [event(tenant, "pay_fast", 0)])
         await eventually(lambda: len(broker.published) == 1)
         release.set()
@@ -333,3 +337,70 @@ def gauge(reader: InMemoryMetricReader, name: str) -> float:
                 if metric.name == name:
                     return float(metric.data.data_points[-1].value)  # type: ignore[union-attr]
     raise AssertionError(f"no metric {name}")
+
+
+async def test_a_relay_that_lost_its_lease_is_not_overtaken(
+    fresh_db: Database, tenant_ids: Callable[[], str], tenant_migrations: tuple[Migration, ...]
+) -> None:
+    """A relay whose lease died mid-publish keeps its bucket until its claim expires."""
+    tenant = await provisioned(fresh_db, tenant_migrations, tenant_ids())
+    broker = memory_broker()
+    await append_in_tenant_tx(fresh_db, tenant, [event(tenant, "pay_l", s) for s in range(100)])
+    hanging = HangingPublisher(broker)
+    first = OutboxRelay(fresh_db.pool, hanging, TOPOLOGY, FAST)
+    first_task = asyncio.create_task(first.run(asyncio.Event()))
+    await asyncio.wait_for(hanging.entered.wait(), 10)
+    assert first._lease is not None
+    async with fresh_db.connection() as conn:
+        await conn.execute("SELECT pg_terminate_backend($1)", first._lease.conn.get_server_pid())
+    async with running_relay(fresh_db, broker):
+        await eventually(lambda: len({ce for ce, _, _ in received(broker)}) == 100, within=20)
+    first_task.cancel()
+    await asyncio.gather(first_task, return_exceptions=True)
+    first_seen: list[int] = []
+    for _, _, seq in received(broker):
+        if seq not in first_seen:
+            first_seen.append(seq)
+    assert first_seen == list(range(100))
+
+
+async def test_tenant_roles_cannot_forge_outbox_rows(
+    fresh_db: Database, tenant_ids: Callable[[], str], tenant_migrations: tuple[Migration, ...]
+) -> None:
+    """A tenant cannot queue commands, speak for another tenant, or insert published rows."""
+    a = await provisioned(fresh_db, tenant_migrations, tenant_ids())
+    b = await provisioned(fresh_db, tenant_migrations, tenant_ids())
+    insert = (
+        "INSERT INTO payments_central.outbox"
+        " (event_id, tenant_id, topic, attributes, data, published_at)"
+        " VALUES ($1, $2, $3, $4::jsonb, '', $5)"
+    )
+    forged = [
+        ("x1", a, "payment-commands", json.dumps({"ce-tenantid": a}), None),
+        ("x2", a, "payment-events", json.dumps({"ce-tenantid": b}), None),
+        ("x3", a, "payment-events", json.dumps({"ce-tenantid": a}), datetime.now(UTC)),
+    ]
+    for values in forged:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+            async with fresh_db.tenant_transaction(a) as tx:
+                await tx.conn.execute(insert, *values)
+    with pytest.raises(asyncpg.CheckViolationError):
+        async with fresh_db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO payments_central.outbox (event_id, topic, attributes, data)"
+                " VALUES ('x4', 'payment-events', '[]', '')"
+            )
+    assert await unsent(fresh_db) == 0
+
+
+async def test_two_tenants_may_use_the_same_event_id(
+    fresh_db: Database, tenant_ids: Callable[[], str], tenant_migrations: tuple[Migration, ...]
+) -> None:
+    """Event ids are unique per tenant: one tenant's id never swallows another's event."""
+    a = await provisioned(fresh_db, tenant_migrations, tenant_ids())
+    b = await provisioned(fresh_db, tenant_migrations, tenant_ids())
+    first, second = event(a, "pay_1", 0), event(b, "pay_1", 0)
+    same_id = replace(second, envelope=replace(second.envelope, id=first.envelope.id))
+    await append_in_tenant_tx(fresh_db, a, [first])
+    await append_in_tenant_tx(fresh_db, b, [same_id])
+    assert await unsent(fresh_db) == 2
