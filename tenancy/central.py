@@ -2,6 +2,7 @@
 
 Concurrent runs (several pods starting at once) serialize on an advisory lock; each
 migration commits together with its history row, so a crash leaves a clean resume point.
+An applied migration that was edited, or that is missing from the folder, stops the run.
 """
 
 from typing import Final
@@ -43,6 +44,14 @@ async def migrate_central(db: Database, migrations: tuple[Migration, ...]) -> li
                 "SELECT version, checksum FROM payments_central.central_migrations"
             )
         }
+        on_disk = {m.version for m in migrations}
+        missing = sorted(v for v in applied if v not in on_disk)
+        if missing:
+            raise ChecksumMismatchError(
+                "applied central migration(s) "
+                f"{', '.join(f'{v:04d}' for v in missing)} missing from the folder;"
+                " a deploy must not remove or renumber migrations"
+            )
         for migration in migrations:
             if migration.version in applied:
                 if applied[migration.version] != migration.checksum:

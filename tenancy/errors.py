@@ -17,6 +17,7 @@ Every one of them means "the request was refused and nothing was changed", excep
     ├── ArchiveError                 the schema snapshot could not be written
     ├── MigrationFileError           a migrations folder that cannot be trusted
     ├── ChecksumMismatchError        an applied migration was edited afterwards
+    ├── InvalidIndexError            a no-transaction migration left an INVALID index (retryable)
     ├── MigrationFailedError         one or more tenants failed to migrate
     └── IsolationBreachError         a tenant role could read outside its schema
 """
@@ -72,6 +73,13 @@ class MigrationFileError(TenancyError):
 
 class ChecksumMismatchError(TenancyError):
     """An already-applied migration differs from the file now on disk."""
+
+
+class InvalidIndexError(TenancyError):
+    """A no-transaction migration left an INVALID index; it was not recorded as applied.
+
+    Retrying is the cure: the next run drops the INVALID indexes before it starts.
+    """
 
 
 class MigrationFailedError(TenancyError):

@@ -4,9 +4,15 @@ provisioning ─▶ active ◀──▶ deletion_paused
                   │  ▲            │
                   ▼  │ (cancel)   ▼
                soft_deleted ◀─────┘
-                  │ (30 days, offboard-tenant)
+                  │  ▲ (open payments found: refused)
+                  ▼  │
+               offboarding   (after 30 days, offboard-tenant; a crash resumes here)
+                  │ (snapshot, drop)
                   ▼
                archived
+
+``offboarding`` is not a serving status: no tenant transaction may start, so nothing
+writes to the schema between its snapshot and its drop.
 """
 
 from datetime import timedelta
@@ -21,6 +27,7 @@ class TenantStatus(StrEnum):
     ACTIVE = "active"
     DELETION_PAUSED = "deletion_paused"
     SOFT_DELETED = "soft_deleted"
+    OFFBOARDING = "offboarding"
     ARCHIVED = "archived"
 
 

@@ -6,7 +6,12 @@
 registry;  5. prove the role is denied a cross-tenant SELECT. The registry row is written
 first, as ``provisioning``, so that the migration history can reference it; the tenant
 turns ``active`` only after step 5 passes. Runs for one tenant serialize on an advisory
-lock, and every step is idempotent, so re-running (or racing) is safe.
+lock keyed by the lower-cased id (ids differing only in case share a schema, and the
+second one is refused), and every step is idempotent, so re-running (or racing) is safe.
+
+Service roles named in ``grant_to`` get the tenant role ``WITH INHERIT FALSE``, which
+needs Postgres 16; on an older server provisioning with ``grant_to`` is refused, since
+the services would otherwise inherit every tenant's privileges.
 """
 
 import re
@@ -84,10 +89,18 @@ async def provision_tenant(
     """Provision (or finish provisioning) a tenant; a no-op for an active one.
 
     ``grant_to`` names login roles (the services' own) that must be able to
-    ``SET ROLE`` to the tenant role.
+    ``SET ROLE`` to the tenant role; it needs Postgres 16 or later.
     """
-    lock_key = f"provision:{request.tenant_id}"
+    lock_key = f"provision:{request.tenant_id.lower()}"
     async with db.connection() as conn:
+        version = conn.get_server_version()
+        if grant_to and version.major < _PG16:
+            raise InvalidRequestError(
+                f"granting tenant roles to service roles ({', '.join(grant_to)}) needs"
+                f" Postgres {_PG16} or later (GRANT ... WITH INHERIT FALSE); this server is"
+                f" {version.major}.{version.minor}, where they would inherit every tenant's"
+                " privileges"
+            )
         await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", lock_key)
         try:
             created = await _create_schema_and_role(conn, request, grant_to)
@@ -117,6 +130,18 @@ async def _create_schema_and_role(
     conn: Conn, request: ProvisionRequest, grant_to: tuple[str, ...]
 ) -> bool:
     """Steps 1 and 2 (and the registry row) in one transaction; False if all existed."""
+    schema_name, role_name = schema_name_for(request.tenant_id), role_name_for(request.tenant_id)
+    other = await conn.fetchval(
+        "SELECT tenant_id FROM payments_central.tenant_schema_registry"
+        " WHERE schema_name = $1 AND tenant_id <> $2",
+        schema_name,
+        request.tenant_id,
+    )
+    if other is not None:
+        raise ProvisionConflictError(
+            f"tenant {request.tenant_id} would use schema {schema_name}, which belongs to"
+            f" tenant {other}; tenant ids may not differ only in case"
+        )
     existing = await find_tenant(conn, request.tenant_id)
     if existing is not None:
         _check_same_settings(existing.pci_profile, existing.cmek_key_uri, request)
@@ -126,7 +151,6 @@ async def _create_schema_and_role(
             )
         if existing.status is TenantStatus.ACTIVE:
             return False
-    schema_name, role_name = schema_name_for(request.tenant_id), role_name_for(request.tenant_id)
     schema, role = quote_sql_name(schema_name), quote_sql_name(role_name)
     async with conn.transaction():
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -139,10 +163,10 @@ async def _create_schema_and_role(
         await grant_tenant_role(conn, schema_name, role_name)
         await conn.execute(f"GRANT {TENANTS_GROUP} TO {role}")
         await conn.execute(f"GRANT {role} TO current_user")
-        # Services reach a tenant's data only through SET ROLE, never by inheritance.
-        options = " WITH INHERIT FALSE" if conn.get_server_version().major >= _PG16 else ""
+        # Services reach a tenant's data only through SET ROLE, never by inheritance
+        # (provision_tenant refuses grant_to on servers older than Postgres 16).
         for member in map(quote_sql_name, grant_to):
-            await conn.execute(f"GRANT {role} TO {member}{options}")
+            await conn.execute(f"GRANT {role} TO {member} WITH INHERIT FALSE")
         await conn.execute(
             _INSERT,
             request.tenant_id,

@@ -16,7 +16,7 @@ import asyncpg
 import structlog
 
 from tenancy.db import Database
-from tenancy.errors import ChecksumMismatchError
+from tenancy.errors import ChecksumMismatchError, InvalidIndexError
 from tenancy.lifecycle import SERVING_STATUSES
 from tenancy.migration_files import Migration
 from tenancy.registry import TenantRecord, list_tenants
@@ -54,7 +54,10 @@ class TenantResult:
 
 
 async def rollout_targets(db: Database, *, only_failed: bool = False) -> list[TenantRecord]:
-    """Tenants whose schema exists: active, deletion-paused and soft-deleted ones."""
+    """Tenants whose schema exists and is served: active, deletion-paused, soft-deleted.
+
+    Tenants being offboarded are left alone: their schema is about to be dropped.
+    """
     async with db.connection() as conn:
         tenants = await list_tenants(conn)
     return [
@@ -107,6 +110,8 @@ async def _migrate_with_retries(
             break
         except TimeoutError:
             error = f"timed out after {policy.timeout_seconds:g}s"
+        except InvalidIndexError as exc:
+            error = str(exc)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         else:

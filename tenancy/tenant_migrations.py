@@ -2,8 +2,17 @@
 
 Each migration commits together with its history row, the registry's list of applied
 versions and the grants that give the tenant role access to new tables. Runs for one
-tenant serialize on an advisory lock. A dry run applies the pending migrations in one
-transaction, records what the schema gained or lost, and rolls everything back.
+tenant serialize on an advisory lock.
+
+A no-transaction migration (``CREATE INDEX CONCURRENTLY``) interrupted part-way, by the
+rollout timeout for instance, leaves an INVALID index that ``IF NOT EXISTS`` would then
+skip. So before running one, the schema's INVALID indexes are dropped (concurrently),
+and after running it, the migration is not recorded while any INVALID index remains.
+
+A dry run applies the pending transactional migrations in one transaction, records what
+the schema gained or lost, and rolls everything back. No-transaction migrations are not
+rehearsed (without ``CONCURRENTLY`` they would build blocking indexes on live tables);
+the report lists their statements instead.
 """
 
 from dataclasses import dataclass
@@ -13,7 +22,7 @@ import structlog
 
 from schemas.ids import quote_sql_name
 from tenancy.db import Conn
-from tenancy.errors import ChecksumMismatchError
+from tenancy.errors import ChecksumMismatchError, InvalidIndexError
 from tenancy.migration_files import Migration
 from tenancy.registry import TenantRecord
 
@@ -28,6 +37,13 @@ UNION ALL
 SELECT 'index ' || indexname FROM pg_indexes WHERE schemaname = $1
 UNION ALL
 SELECT 'constraint ' || conname FROM pg_constraint WHERE connamespace = $1::regnamespace
+"""
+_INVALID_INDEXES: Final = """
+SELECT c.relname
+  FROM pg_index AS i
+  JOIN pg_class AS c ON c.oid = i.indexrelid
+ WHERE c.relnamespace = $1::regnamespace AND NOT i.indisvalid
+ ORDER BY c.relname
 """
 _RECORD: Final = """
 INSERT INTO payments_central.tenant_migrations (tenant_id, version, name, checksum)
@@ -103,6 +119,7 @@ async def _apply(conn: Conn, tenant: TenantRecord, migration: Migration) -> None
             await conn.execute(migration.sql)
             await _record(conn, tenant, migration)
     else:
+        await _drop_invalid_indexes(conn, tenant.schema_name)
         await conn.execute("SELECT set_config('search_path', $1, false)", tenant.schema_name)
         try:
             for statement in migration.statements():
@@ -110,6 +127,12 @@ async def _apply(conn: Conn, tenant: TenantRecord, migration: Migration) -> None
         finally:
             await conn.execute("RESET search_path")
         async with conn.transaction():
+            invalid = await _invalid_indexes(conn, tenant.schema_name)
+            if invalid:
+                raise InvalidIndexError(
+                    f"{tenant.tenant_id}: migration {migration.version:04d}_{migration.name}"
+                    f" left INVALID index(es) {', '.join(invalid)}; not recorded, retry it"
+                )
             await _record(conn, tenant, migration)
     _log.info(
         "tenant_migration_applied",
@@ -117,6 +140,18 @@ async def _apply(conn: Conn, tenant: TenantRecord, migration: Migration) -> None
         version=migration.version,
         migration=migration.name,
     )
+
+
+async def _invalid_indexes(conn: Conn, schema_name: str) -> list[str]:
+    return [row["relname"] for row in await conn.fetch(_INVALID_INDEXES, schema_name)]
+
+
+async def _drop_invalid_indexes(conn: Conn, schema_name: str) -> None:
+    """Drop what interrupted concurrent builds left behind; outside any transaction."""
+    for name in await _invalid_indexes(conn, schema_name):
+        qualified = f"{quote_sql_name(schema_name)}.{quote_sql_name(name)}"
+        await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
+        _log.warning("tenant_invalid_index_dropped", schema=schema_name, index=name)
 
 
 async def _record(conn: Conn, tenant: TenantRecord, migration: Migration) -> None:
@@ -141,17 +176,32 @@ async def _rehearse(
     conn: Conn, tenant: TenantRecord, pending: list[Migration]
 ) -> TenantMigrationOutcome:
     versions = tuple(m.version for m in pending)
-    if not pending:
-        return TenantMigrationOutcome(tenant.tenant_id, versions)
+    rehearsed = [m for m in pending if m.transactional]
+    not_rehearsed: list[str] = []
+    for migration in pending:
+        if not migration.transactional:
+            not_rehearsed.append(
+                f"~ {migration.version:04d}_{migration.name}: runs outside a transaction;"
+                " not rehearsed"
+            )
+            not_rehearsed.extend(f"    {_one_line(s)}" for s in migration.statements())
+    if not rehearsed:
+        return TenantMigrationOutcome(tenant.tenant_id, versions, tuple(not_rehearsed))
     transaction = conn.transaction()
     await transaction.start()
     try:
         before = {r[0] for r in await conn.fetch(_OBJECTS, tenant.schema_name)}
         await conn.execute("SELECT set_config('search_path', $1, true)", tenant.schema_name)
-        for migration in pending:
-            await conn.execute(migration.rehearsal_sql())
+        for migration in rehearsed:
+            await conn.execute(migration.sql)
         after = {r[0] for r in await conn.fetch(_OBJECTS, tenant.schema_name)}
     finally:
         await transaction.rollback()
     changes = sorted(f"+ {o}" for o in after - before) + sorted(f"- {o}" for o in before - after)
-    return TenantMigrationOutcome(tenant.tenant_id, versions, tuple(changes))
+    return TenantMigrationOutcome(tenant.tenant_id, versions, (*changes, *not_rehearsed))
+
+
+def _one_line(statement: str) -> str:
+    """A statement without its comment lines, on one line, for the dry-run report."""
+    lines = (line for line in statement.splitlines() if not line.strip().startswith("--"))
+    return " ".join(" ".join(lines).split())

@@ -59,9 +59,11 @@ def cancel_deletion_cmd(ctx: typer.Context, tenant_id: TenantIdArg) -> None:
 def offboard_tenant_cmd(ctx: typer.Context, tenant_id: TenantIdArg) -> None:
     """Final offboarding, once the 30-day soft-delete window is over.
 
-    Snapshots the schema to the archive, drops schema and role, schedules the vendor
-    secrets for destruction (24 h grace), sets archived_at, and anonymizes the tenant's
-    webhook-inbox rows (kept 90 days).
+    Stops serving the tenant (status offboarding) and waits for its in-flight writes;
+    refused (tenant back to soft_deleted) while payments are still open. Then snapshots
+    the schema to the archive, drops schema and role, schedules the vendor secrets for
+    destruction (24 h grace), sets archived_at, and anonymizes the tenant's webhook-inbox
+    rows (kept 90 days). Re-running it resumes a tenant left offboarding by a crash.
 
     Example: payments-admin-cli offboard-tenant tnt_01HXYZ
     """
@@ -78,7 +80,10 @@ def offboard_tenant_cmd(ctx: typer.Context, tenant_id: TenantIdArg) -> None:
 
 
 def purge_offboarded_cmd(ctx: typer.Context) -> None:
-    """Destroy secrets past their 24 h grace; delete anonymized inbox rows past 90 days."""
+    """Destroy secrets past their 24 h grace; delete anonymized inbox rows past 90 days.
+
+    A secret another vendor attachment still uses is kept and listed.
+    """
     state: CliState = ctx.obj
 
     async def action(c: Container) -> PurgeReport:
@@ -89,6 +94,8 @@ def purge_offboarded_cmd(ctx: typer.Context) -> None:
         f"[green]✓[/] secrets destroyed: {len(report.secrets_destroyed)};"
         f" inbox rows deleted: {report.inbox_rows_deleted}"
     )
+    for ref in report.secrets_kept:
+        state.out.print(f"  kept {ref}: still used by another vendor attachment", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -122,7 +122,10 @@ def list_tenants_cmd(
         for record, vendors in rows:
             typer.echo(json.dumps(_as_json(record, vendors)))
         return
-    table = Table("tenant", "status", "schema v", "vendors", "created", "note")
+    table = Table()
+    table.add_column("tenant", no_wrap=True)  # ids are never cut: operators copy them
+    for header in ("status", "schema v", "vendors", "created", "note"):
+        table.add_column(header)
     for record, vendors in rows:
         table.add_row(
             record.tenant_id,

@@ -10,8 +10,12 @@ import pytest
 
 from gateway.settings import REPO_ROOT
 from tenancy.db import Database
-from tenancy.migration_files import load_migrations
+from tenancy.errors import InvalidIndexError
+from tenancy.migration_files import Migration, load_migrations
 from tenancy.provisioning import ProvisionRequest, provision_tenant
+from tenancy.registry import get_tenant
+from tenancy.rollout import RolloutPolicy, migrate_tenants
+from tenancy.tenant_migrations import migrate_tenant
 from tests.integration.conftest import Cli
 
 pytestmark = pytest.mark.integration
@@ -117,7 +121,7 @@ def test_dry_run_reports_changes_and_applies_nothing(
     tenant_ids: Callable[[], str],
     tmp_path: Path,
 ) -> None:
-    """--dry-run lists the objects a migration would add, including a CONCURRENTLY index."""
+    """--dry-run rehearses transactional files and only lists no-transaction ones' statements."""
     dsn = database_factory()
     tenant = tenant_ids()
     provision_many(dsn, [tenant])
@@ -137,7 +141,12 @@ def test_dry_run_reports_changes_and_applies_nothing(
     assert result.exit_code == 0, result.output
     assert f"{tenant}: would apply 0901, 0902" in result.stdout
     assert "+ column payments.refund_reason text" in result.stdout
-    assert "+ index payments_currency" in result.stdout
+    assert "~ 0902_index: runs outside a transaction; not rehearsed" in result.stdout
+    assert (
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS payments_currency ON payments (currency)"
+        in result.stdout
+    )
+    assert "+ index payments_currency" not in result.stdout
     columns = query(
         dsn,
         "SELECT column_name FROM information_schema.columns"
@@ -145,6 +154,8 @@ def test_dry_run_reports_changes_and_applies_nothing(
         tenant.lower(),
     )
     assert columns == []
+    only_index = cli("migrate-tenant", tenant, "--dry-run")
+    assert only_index.exit_code == 0, only_index.output
 
     applied = cli("migrate-tenant", tenant)
     assert applied.exit_code == 0, applied.output
@@ -194,3 +205,105 @@ def test_migrate_tenant_refuses_unknown_and_malformed_ids(cli: Cli) -> None:
     malformed = cli("migrate-tenant", "tnt_x;drop")
     assert malformed.exit_code == 2
     assert "invalid tenant id" in malformed.output
+
+
+async def index_validity(db: Database, schema: str) -> dict[str, bool]:
+    """Each index of ``schema`` with whether Postgres considers it valid."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT c.relname, i.indisvalid FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = $1::regnamespace",
+            schema,
+        )
+    return {r["relname"]: r["indisvalid"] for r in rows}
+
+
+async def provision_with_duplicates(db: Database, tenant: str, migrations_dir: Path) -> str:
+    """Provision ``tenant`` with two USD payments; return its schema."""
+    migrations = load_migrations(migrations_dir)
+    await provision_tenant(db, migrations, ProvisionRequest(tenant, "saq_a", None))
+    schema = tenant.lower()
+    async with db.connection() as conn:
+        await conn.execute(
+            f'INSERT INTO "{schema}".payments (payment_id, state, currency, amount_minor)'  # noqa: S608 (test-made tenant id)
+            " VALUES ('pay_1', 'captured', 'USD', 100), ('pay_2', 'captured', 'USD', 200)"
+        )
+    return schema
+
+
+def with_tenant_file(tmp_path: Path, name: str, sql: str) -> tuple[Migration, ...]:
+    """The repository's tenant migrations plus one file."""
+    return load_migrations(migrations_with(tmp_path, {name: sql}) / "tenant")
+
+
+async def test_an_invalid_index_left_by_an_interrupted_build_is_rebuilt(
+    db: Database, tenant_ids: Callable[[], str], tmp_path: Path
+) -> None:
+    """An INVALID index of the same name is dropped first, so IF NOT EXISTS builds it anew."""
+    tenant = tenant_ids()
+    schema = await provision_with_duplicates(db, tenant, REPO_ROOT / "migrations" / "tenant")
+    async with db.connection() as conn:
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                f'CREATE UNIQUE INDEX CONCURRENTLY payments_currency ON "{schema}".payments'
+                " (currency)"
+            )
+    assert (await index_validity(db, schema))["payments_currency"] is False
+    migrations = with_tenant_file(
+        tmp_path,
+        "0903_currency_index.sql",
+        "-- migrate:no-transaction\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS payments_currency ON payments (currency);\n",
+    )
+    async with db.connection() as conn:
+        outcome = await migrate_tenant(conn, await get_tenant(conn, tenant), migrations)
+        record = await get_tenant(conn, tenant)
+    assert outcome.versions == (903,)
+    assert 903 in record.applied_versions
+    assert (await index_validity(db, schema))["payments_currency"] is True
+
+
+@pytest.fixture
+def own_dsn(database_factory: Callable[[], str]) -> str:
+    """A database of this test's own, for a test that leaves a migration error behind."""
+    return database_factory()
+
+
+async def test_a_migration_leaving_an_invalid_index_is_not_recorded(
+    own_dsn: str, tenant_ids: Callable[[], str], tmp_path: Path
+) -> None:
+    """A no-transaction file after which an index is INVALID fails the tenant, retryably."""
+    db = await Database.open(own_dsn, min_size=1, max_size=4)
+    try:
+        await check_invalid_index_refused(db, tenant_ids(), tmp_path)
+    finally:
+        await db.close()
+
+
+async def check_invalid_index_refused(db: Database, tenant: str, tmp_path: Path) -> None:
+    """The body of the test above, on its own database."""
+    schema = await provision_with_duplicates(db, tenant, REPO_ROOT / "migrations" / "tenant")
+    # Marking the new index invalid stands in for a build cut short after the statement.
+    migrations = with_tenant_file(
+        tmp_path,
+        "0904_currency_index.sql",
+        "-- migrate:no-transaction\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS payments_currency ON payments (currency);\n"
+        "UPDATE pg_catalog.pg_index SET indisvalid = false"
+        " WHERE indexrelid = 'payments_currency'::regclass;\n",
+    )
+    async with db.connection() as conn:
+        with pytest.raises(InvalidIndexError, match="INVALID index"):
+            await migrate_tenant(conn, await get_tenant(conn, tenant), migrations)
+        tenant_record = await get_tenant(conn, tenant)
+    assert 904 not in tenant_record.applied_versions
+    assert (await index_validity(db, schema))["payments_currency"] is False
+    policy = RolloutPolicy(retries=1, backoff_seconds=0)
+    [result] = await migrate_tenants(db, [tenant_record], migrations, policy=policy)
+    assert result.attempts == 2
+    assert result.error is not None
+    assert "payments_currency" in result.error
+    async with db.connection() as conn:
+        after = await get_tenant(conn, tenant)
+    assert 904 not in after.applied_versions
+    assert after.migration_error == result.error

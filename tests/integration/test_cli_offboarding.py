@@ -3,7 +3,7 @@
 import asyncio
 import subprocess
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -11,10 +11,17 @@ import pytest
 from pydantic import SecretStr
 
 from gateway.embedded import bundled_pg_dump
-from tenancy.errors import SecretNotFoundError
+from tenancy.archive import LocalFolderArchive
+from tenancy.db import Database
+from tenancy.errors import SecretNotFoundError, TenantStateError
 from tenancy.lifecycle import Operation, TenantStatus, allows
+from tenancy.migration_files import Migration
+from tenancy.offboarding import offboard_tenant
+from tenancy.provisioning import ProvisionRequest, provision_tenant
+from tenancy.rollout import rollout_targets
 from tenancy.secrets import FileSecretStore, SecretRef
 from tests.integration.conftest import Cli
+from tests.integration.outbox_helpers import eventually_async
 from tests.integration.test_cli_migrate import query
 from tests.integration.test_cli_tenants import HOOK, KEY, attach_args, provision, put_secret
 
@@ -175,3 +182,163 @@ def test_offboarding_an_active_or_unknown_tenant_is_refused(
     unknown = cli("offboard-tenant", "tnt_never_was")
     assert unknown.exit_code == 2
     assert "unknown tenant" in unknown.output
+
+
+def soft_deleted_past_window(cli: Cli, dsn: str, tenant: str) -> None:
+    """Soft-delete ``tenant`` and move the clock past its 30-day window."""
+    assert cli("request-deletion", tenant).exit_code == 0
+    assert status_of(dsn, tenant) == TenantStatus.SOFT_DELETED
+    cli.clock.now += timedelta(days=30, minutes=1)
+
+
+def test_offboarding_with_open_payments_returns_the_tenant_to_soft_deleted(
+    cli_factory: Callable[[str], Cli],
+    database_factory: Callable[[], str],
+    tenant_ids: Callable[[], str],
+) -> None:
+    """A payment opened during the window (a refund under way) refuses offboarding, exit 2."""
+    database_dsn = database_factory()  # its own: the tenant it leaves soft-deleted stays so
+    cli = cli_factory(database_dsn)
+    tenant = tenant_ids()
+    provision(cli, tenant)
+    soft_deleted_past_window(cli, database_dsn, tenant)
+    add_payment(database_dsn, tenant, "pay_refunding", "refunding")
+    refused = cli("offboard-tenant", tenant)
+    assert refused.exit_code == 2
+    assert "1 open payment(s)" in refused.output
+    assert status_of(database_dsn, tenant) == TenantStatus.SOFT_DELETED
+    assert query(database_dsn, "SELECT 1 FROM pg_namespace WHERE nspname = $1", tenant.lower())
+
+
+def test_offboard_tenant_resumes_a_tenant_left_offboarding(
+    cli: Cli, database_dsn: str, tenant_ids: Callable[[], str]
+) -> None:
+    """A tenant a crash left offboarding is neither served nor migrated, and is then archived."""
+    tenant = tenant_ids()
+    provision(cli, tenant)
+    add_payment(database_dsn, tenant, "pay_done", "captured")
+    soft_deleted_past_window(cli, database_dsn, tenant)
+    query(
+        database_dsn,
+        "UPDATE payments_central.tenant_schema_registry SET status = 'offboarding'"
+        " WHERE tenant_id = $1",
+        tenant,
+    )
+
+    async def check_unserved() -> list[str]:
+        db = await Database.open(database_dsn, min_size=1, max_size=2)
+        try:
+            with pytest.raises(TenantStateError, match="offboarding"):
+                async with db.tenant_transaction(tenant):
+                    pass
+            return [t.tenant_id for t in await rollout_targets(db)]
+        finally:
+            await db.close()
+
+    assert tenant not in asyncio.run(check_unserved())
+    assert cli("migrate-tenant", tenant).exit_code == 2
+    assert cli("cancel-deletion", tenant).exit_code == 2
+
+    resumed = cli("offboard-tenant", tenant)
+    assert resumed.exit_code == 0, resumed.output
+    assert status_of(database_dsn, tenant) == TenantStatus.ARCHIVED
+    assert (
+        query(database_dsn, "SELECT 1 FROM pg_namespace WHERE nspname = $1", tenant.lower()) == []
+    )
+
+
+async def test_a_refund_in_flight_is_waited_for_and_kept_in_the_snapshot(
+    db: Database,
+    tenant_ids: Callable[[], str],
+    tenant_migrations: tuple[Migration, ...],
+    tmp_path: Path,
+) -> None:
+    """Offboarding waits for a refund's transaction, so the snapshot holds the refund."""
+    tenant = tenant_ids()
+    await provision_tenant(db, tenant_migrations, ProvisionRequest(tenant, "saq_a", None))
+    schema = tenant.lower()
+    now = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    async with db.connection() as conn:
+        await conn.execute(
+            f'INSERT INTO "{schema}".payments (payment_id, state, currency, amount_minor,'  # noqa: S608 (test-made tenant id)
+            " authorized_minor, captured_minor) VALUES ('pay_1', 'captured', 'USD', 100, 100, 100)"
+        )
+        await conn.execute(
+            "UPDATE payments_central.tenant_schema_registry SET status = 'soft_deleted',"
+            " soft_deleted_at = $2 WHERE tenant_id = $1",
+            tenant,
+            now - timedelta(days=31),
+        )
+    dumped: list[str] = []
+
+    async def dump(schema_name: str, target: Path) -> None:
+        async with db.connection() as conn:
+            state = await conn.fetchval(
+                f'SELECT state FROM "{schema_name}".payments'  # noqa: S608 (test-made tenant id)
+            )
+        dumped.append(state)
+        await asyncio.to_thread(target.write_text, state, encoding="utf-8")
+
+    async def offboarding_waits_on_payments() -> bool:
+        async with db.connection() as conn:
+            waiting: bool = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted"
+                " AND relation = to_regclass($1))",
+                f'"{schema}".payments',
+            )
+        return waiting
+
+    async with db.tenant_transaction(tenant) as refund:
+        await refund.conn.execute(
+            "UPDATE payments SET state = 'refunded', refunded_minor = 100"
+            " WHERE payment_id = 'pay_1'"
+        )
+        offboarding = asyncio.create_task(
+            offboard_tenant(
+                db, tenant, archive=LocalFolderArchive(tmp_path), dump=dump, clock=lambda: now
+            )
+        )
+        await eventually_async(offboarding_waits_on_payments)
+    report = await offboarding
+    assert dumped == ["refunded"]
+    archived = Path(urlsplit(report.archive_uri).path)
+    assert await asyncio.to_thread(archived.read_text, encoding="utf-8") == "refunded"
+
+
+def test_purge_keeps_a_secret_another_tenant_still_uses(
+    cli_factory: Callable[[str], Cli],
+    database_factory: Callable[[], str],
+    tenant_ids: Callable[[], str],
+) -> None:
+    """A sandbox key shared by two tenants outlives the offboarding of one of them."""
+    cli = cli_factory(database_factory())
+    leaving, staying = tenant_ids(), tenant_ids()
+    shared, hook = KEY.format(tenant=leaving), HOOK.format(tenant=leaving)
+    put_secret(cli, shared, "sk_test_shared")
+    put_secret(cli, hook, "whsec_leaving")
+    for tenant in (leaving, staying):
+        provision(cli, tenant)
+        args = attach_args(tenant)
+        args[args.index("--api-key-from-secret") + 1] = shared
+        args[args.index("--webhook-secret-from-secret") + 1] = hook
+        if tenant == staying:
+            args.remove("--webhook-secret-from-secret")
+            args.remove(hook)
+        attached = cli(*args)
+        assert attached.exit_code == 0, attached.output
+    assert cli("request-deletion", leaving).exit_code == 0
+    cli.clock.now += timedelta(days=30, minutes=1)
+    assert cli("offboard-tenant", leaving).exit_code == 0
+    cli.clock.now += timedelta(hours=25)
+
+    purged = cli("purge-offboarded")
+    assert purged.exit_code == 0, purged.output
+    assert "secrets destroyed: 1" in purged.stdout
+    assert f"kept {shared}: still used by another vendor attachment" in purged.stdout
+    store = FileSecretStore(cli.secret_dir)
+    assert asyncio.run(store.access(SecretRef.parse(shared))) == SecretStr("sk_test_shared")
+    with pytest.raises(SecretNotFoundError):
+        asyncio.run(store.access(SecretRef.parse(hook)))
+    again = cli("purge-offboarded")
+    assert "secrets destroyed: 0" in again.stdout
+    assert "kept" not in again.stdout

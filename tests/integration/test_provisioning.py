@@ -12,7 +12,7 @@ from tenancy.errors import InvalidRequestError, ProvisionConflictError
 from tenancy.lifecycle import TenantStatus
 from tenancy.migration_files import Migration
 from tenancy.provisioning import ProvisionRequest, provision_tenant
-from tenancy.registry import get_tenant
+from tenancy.registry import find_tenant, get_tenant
 
 pytestmark = pytest.mark.integration
 CMEK = "projects/gm-payments-dev/locations/us/keyRings/gm-payments/cryptoKeys/k1"
@@ -140,23 +140,67 @@ async def test_service_roles_reach_tenants_only_through_set_role(
     tenant_migrations: tuple[Migration, ...],
     worker_token: str,
 ) -> None:
-    """A login role named in grant_to can SET ROLE to the tenant but inherits nothing."""
-    service = f"tnt_{worker_token}_svc"
+    """A role named in grant_to can SET ROLE to the tenant but inherits nothing (Postgres 16+).
+
+    Before 16 a grant cannot be made non-inheriting, so provisioning with grant_to is
+    refused there, before anything is created.
+    """
+    service = f"tnt_{worker_token}_svc_{tenant_ids()[-6:]}"
     async with db.connection() as conn:
         await conn.execute(f'CREATE ROLE "{service}" NOLOGIN')
-    tenant = tenant_ids()
-    await provision_tenant(
-        db, tenant_migrations, ProvisionRequest(tenant, "saq_a", None), grant_to=(service,)
-    )
-    async with db.connection() as conn:
         pg16 = conn.get_server_version().major >= 16
+    tenant = tenant_ids()
+    request = ProvisionRequest(tenant, "saq_a", None)
+    if not pg16:
+        with pytest.raises(InvalidRequestError, match="needs Postgres 16"):
+            await provision_tenant(db, tenant_migrations, request, grant_to=(service,))
+        async with db.connection() as conn:
+            assert await find_tenant(conn, tenant) is None
+            assert await conn.fetchval(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                tenant.lower(),
+            )
+        assert (await provision_tenant(db, tenant_migrations, request)).created
+        return
+    await provision_tenant(db, tenant_migrations, request, grant_to=(service,))
+    async with db.connection() as conn:
         row = await conn.fetchrow(
-            "SELECT pg_has_role($1, $2, $3), pg_has_role($1, $2, 'USAGE')",
+            "SELECT pg_has_role($1, $2, 'SET'), pg_has_role($1, $2, 'USAGE')",
             service,
             tenant.lower() + "_rw",
-            "SET" if pg16 else "MEMBER",
         )
     assert row is not None
     can_set, inherits = row
     assert can_set
-    assert inherits is not pg16  # Postgres 15 has no INHERIT FALSE grants; production runs 16
+    assert not inherits
+
+
+async def test_ids_differing_only_in_case_are_refused(
+    db: Database, tenant_ids: Callable[[], str], tenant_migrations: tuple[Migration, ...]
+) -> None:
+    """tnt_Abc after tnt_abc would share its schema: refused as a conflict, nothing touched."""
+    tenant = tenant_ids()
+    twin = "tnt_" + tenant.removeprefix("tnt_").upper()
+    await provision_tenant(db, tenant_migrations, ProvisionRequest(tenant, "saq_a", None))
+    with pytest.raises(ProvisionConflictError, match=f"belongs to tenant {tenant}"):
+        await provision_tenant(db, tenant_migrations, ProvisionRequest(twin, "saq_a", None))
+    async with db.connection() as conn:
+        assert await find_tenant(conn, twin) is None
+        assert (await get_tenant(conn, tenant)).status is TenantStatus.ACTIVE
+
+
+async def test_racing_case_twins_create_one_tenant(
+    db: Database, tenant_ids: Callable[[], str], tenant_migrations: tuple[Migration, ...]
+) -> None:
+    """Two ids differing only in case, provisioned at once: one wins, the other conflicts."""
+    tenant = tenant_ids()
+    twin = "tnt_" + tenant.removeprefix("tnt_").upper()
+    results = await asyncio.gather(
+        provision_tenant(db, tenant_migrations, ProvisionRequest(tenant, "saq_a", None)),
+        provision_tenant(db, tenant_migrations, ProvisionRequest(twin, "saq_a", None)),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == [
+        "ProvisionConflictError",
+        "ProvisionReport",
+    ]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tenancy.lifecycle import Operation, TenantStatus, allows
+from tenancy.lifecycle import SERVING_STATUSES, Operation, TenantStatus, allows
 
 
 @pytest.mark.parametrize("operation", list(Operation))
@@ -18,7 +18,10 @@ def test_soft_deleted_tenants_take_no_new_money() -> None:
     assert refused == {Operation.AUTHORIZE, Operation.CAPTURE}
 
 
-@pytest.mark.parametrize("status", [TenantStatus.PROVISIONING, TenantStatus.ARCHIVED])
+@pytest.mark.parametrize(
+    "status", [TenantStatus.PROVISIONING, TenantStatus.OFFBOARDING, TenantStatus.ARCHIVED]
+)
 def test_unserved_statuses_allow_nothing(status: TenantStatus) -> None:
-    """A tenant still provisioning, or archived, allows no operation at all."""
+    """A tenant still provisioning, being offboarded, or archived allows no operation at all."""
     assert not any(allows(status, op) for op in Operation)
+    assert status not in SERVING_STATUSES

@@ -61,7 +61,7 @@ def test_missing_folder_is_an_error(tmp_path: Path) -> None:
 
 
 def test_no_transaction_files_split_into_statements(tmp_path: Path) -> None:
-    """A no-transaction file runs statement by statement; a rehearsal drops CONCURRENTLY."""
+    """A no-transaction file runs statement by statement, comment-only parts dropped."""
     sql = (
         "-- migrate:no-transaction\n"
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS a ON t (x);\n"
@@ -71,7 +71,29 @@ def test_no_transaction_files_split_into_statements(tmp_path: Path) -> None:
     migration = load_migrations(write(tmp_path / "m", {"0002_idx.sql": sql}))[0]
     assert not migration.transactional
     assert len(migration.statements()) == 2
-    assert "CONCURRENTLY" not in migration.rehearsal_sql()
+    assert migration.statements()[1].endswith("CREATE INDEX CONCURRENTLY IF NOT EXISTS b ON t (y)")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "DO $$\nBEGIN\n    PERFORM 1;\nEND $$;\n",
+        "DO $body$\nBEGIN\n    PERFORM 1;\nEND $body$;\n",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $fn$ SELECT 1; $fn$;\n",
+    ],
+)
+def test_no_transaction_files_may_not_use_dollar_quoting(tmp_path: Path, body: str) -> None:
+    """Dollar quoting in a no-transaction file is refused: the split would cut the block."""
+    sql = "-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a ON t (x);\n"
+    with pytest.raises(MigrationFileError, match="dollar quoting"):
+        load_migrations(write(tmp_path / "m", {"0002_block.sql": sql + body}))
+
+
+def test_transactional_files_may_use_dollar_quoting(tmp_path: Path) -> None:
+    """A transactional file runs whole, so a DO block in it is fine."""
+    sql = "DO $$\nBEGIN\n    PERFORM 1;\nEND $$;\n"
+    migration = load_migrations(write(tmp_path / "m", {"0002_block.sql": sql}))[0]
+    assert migration.transactional
 
 
 def test_pending_detects_edits_and_missing_files(tmp_path: Path) -> None:
