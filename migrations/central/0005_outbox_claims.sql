@@ -10,6 +10,10 @@ ALTER TABLE outbox
     ADD COLUMN claimed_until timestamptz,
     ADD CONSTRAINT outbox_attributes_object CHECK (jsonb_typeof(attributes) = 'object');
 
+-- Room on each page, so that claiming a row (no indexed column changes) is a HOT update.
+-- (So claimed_by and claimed_until must stay out of every index and index predicate.)
+ALTER TABLE outbox SET (fillfactor = 80);
+
 ALTER TABLE outbox DROP CONSTRAINT outbox_event_id_key;
 ALTER TABLE outbox ADD CONSTRAINT outbox_tenant_event UNIQUE NULLS NOT DISTINCT (tenant_id, event_id);
 

@@ -404,3 +404,16 @@ async def test_two_tenants_may_use_the_same_event_id(
     await append_in_tenant_tx(fresh_db, a, [first])
     await append_in_tenant_tx(fresh_db, b, [same_id])
     assert await unsent(fresh_db) == 2
+
+
+async def test_a_failed_batch_releases_the_batch_claimed_behind_it(
+    fresh_db: Database, tenant_ids: Callable[[], str], tenant_migrations: tuple[Migration, ...]
+) -> None:
+    """Under backlog the next batch is claimed early; a failure sends it back, order intact."""
+    tenant = await provisioned(fresh_db, tenant_migrations, tenant_ids())
+    broker = memory_broker()
+    flaky = FlakyPublisher(broker, failures=2)
+    await append_in_tenant_tx(fresh_db, tenant, [event(tenant, "pay_p", s) for s in range(20)])
+    async with running_relay(fresh_db, flaky, config=replace(FAST, batch_size=5)):
+        await eventually_async(lambda: _none_unsent(fresh_db))
+    assert [seq for _, _, seq in received(broker)] == list(range(20))
