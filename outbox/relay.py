@@ -47,7 +47,6 @@ WITH busy AS (
     SELECT outbox_id FROM payments_central.outbox
      WHERE published_at IS NULL AND bucket = ANY($1::smallint[])
        AND bucket NOT IN (SELECT bucket FROM busy)
-       AND (claimed_by IS NULL OR claimed_until <= clock_timestamp())
      ORDER BY outbox_id
      LIMIT $2
      FOR UPDATE NOWAIT
@@ -68,10 +67,6 @@ UPDATE payments_central.outbox
    SET publish_attempts = publish_attempts + 1, last_error = $2,
        claimed_by = NULL, claimed_until = NULL
  WHERE outbox_id = ANY($1::bigint[]) AND claimed_by = $3
-"""
-_UNCLAIM: Final = """
-UPDATE payments_central.outbox SET claimed_by = NULL, claimed_until = NULL
- WHERE outbox_id = ANY($1::bigint[]) AND claimed_by = $2
 """
 _RELEASE: Final = """
 UPDATE payments_central.outbox SET claimed_by = NULL, claimed_until = NULL
@@ -132,7 +127,6 @@ class OutboxRelay:
         self.relay_id = relay_id or f"relay-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._lease: BucketLease | None = None
-        self._prefetched: list[asyncpg.Record] = []
         self.oldest_unsent_seconds = 0.0
         meter = meter or NoOpMeter("payments.outbox")
         self._published = meter.create_counter(
@@ -167,22 +161,11 @@ class OutboxRelay:
         return frozenset(self._lease.owned) if self._lease else frozenset()
 
     async def publish_once(self) -> PassResult:
-        """Claim a batch of this relay's buckets, publish it, and mark what was sent.
-
-        Under backlog (a full batch) the next batch is claimed while this one is being
-        published; it is published only if this one went out whole, else its claim is
-        released so that nothing overtakes a row that must be sent again.
-        """
-        rows, self._prefetched = self._prefetched or await self._claim(), []
+        """Claim a batch of this relay's buckets, publish it, and mark what was sent."""
+        rows = await self._claim()
         if not rows:
             return PassResult(0, 0)
-        prefetch = (
-            asyncio.create_task(self._claim()) if len(rows) >= self._config.batch_size else None
-        )
-        try:
-            results = await self._publisher.publish_batch([self._outgoing(row) for row in rows])
-        finally:
-            following = await prefetch if prefetch is not None else []
+        results = await self._publisher.publish_batch([self._outgoing(row) for row in rows])
         ok = [row["outbox_id"] for row, r in zip(rows, results, strict=True) if isinstance(r, str)]
         errors = [
             (row, r) for row, r in zip(rows, results, strict=True) if isinstance(r, PublishError)
@@ -191,9 +174,6 @@ class OutboxRelay:
             await conn.execute(_MARK, ok, self.relay_id)
             if errors:
                 await self._record_failures(conn, errors)
-                await conn.execute(_UNCLAIM, [row["outbox_id"] for row in following], self.relay_id)
-        if not errors:
-            self._prefetched = following
         self._published.add(len(ok))
         if errors:
             self._failures.add(len(errors))
@@ -287,7 +267,6 @@ class OutboxRelay:
             finally:
                 lease, self._lease = self._lease, None
                 lease.owned.clear()
-                self._prefetched = []
                 with contextlib.suppress(*_DATABASE_ERRORS):
                     await lease_conn.remove_listener(CHANNEL, self._notified)
                     await lease.release()

@@ -10,8 +10,11 @@ ALTER TABLE outbox
     ADD COLUMN claimed_until timestamptz,
     ADD CONSTRAINT outbox_attributes_object CHECK (jsonb_typeof(attributes) = 'object');
 
--- Room on each page, so that claiming a row (no indexed column changes) is a HOT update.
--- (So claimed_by and claimed_until must stay out of every index and index predicate.)
+-- Only claimed, unsent rows: what a relay checks before claiming in a bucket. Without it
+-- that check walks the pending index, full of just-published rows not yet vacuumed.
+CREATE INDEX outbox_claimed ON outbox (bucket)
+    WHERE published_at IS NULL AND claimed_by IS NOT NULL;
+-- Room on each page for the two updates a row gets (claimed, then published).
 ALTER TABLE outbox SET (fillfactor = 80);
 
 ALTER TABLE outbox DROP CONSTRAINT outbox_event_id_key;

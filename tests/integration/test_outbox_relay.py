@@ -406,10 +406,10 @@ async def test_two_tenants_may_use_the_same_event_id(
     assert await unsent(fresh_db) == 2
 
 
-async def test_a_failed_batch_releases_the_batch_claimed_behind_it(
+async def test_a_failed_batch_goes_out_again_before_the_rows_behind_it(
     fresh_db: Database, tenant_ids: Callable[[], str], tenant_migrations: tuple[Migration, ...]
 ) -> None:
-    """Under backlog the next batch is claimed early; a failure sends it back, order intact."""
+    """With a backlog of small batches, failed batches are retried first; order is intact."""
     tenant = await provisioned(fresh_db, tenant_migrations, tenant_ids())
     broker = memory_broker()
     flaky = FlakyPublisher(broker, failures=2)
