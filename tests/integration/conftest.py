@@ -1,6 +1,6 @@
 """Fixtures for driving ``payments-admin-cli`` in-process against the test database."""
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +10,7 @@ from typer.testing import CliRunner, Result
 
 from gateway.bootstrap import Overrides
 from gateway.cli.main import build_app
+from tenancy.db import Database
 
 
 @dataclass
@@ -62,3 +63,17 @@ def cli_factory(tmp_path: Path) -> Callable[[str], Cli]:
 def cli(cli_factory: Callable[[str], Cli], database_dsn: str) -> Cli:
     """The CLI on this worker's shared test database."""
     return cli_factory(database_dsn)
+
+
+@pytest.fixture
+def fresh_dsn(database_factory: Callable[[], str]) -> str:
+    """A database of its own, for tests that must not see other tests' rows."""
+    return database_factory()
+
+
+@pytest.fixture
+async def fresh_db(fresh_dsn: str) -> AsyncIterator[Database]:
+    """A pool on this test's own database."""
+    database = await Database.open(fresh_dsn, min_size=2, max_size=30)
+    yield database
+    await database.close()

@@ -92,12 +92,6 @@ class Harness:
 
 
 @pytest.fixture
-def fresh_dsn(database_factory: Callable[[], str]) -> str:
-    """A database of its own."""
-    return database_factory()
-
-
-@pytest.fixture
 async def harness(
     fresh_dsn: str, tenant_migrations: tuple[Migration, ...], tenant_ids: Callable[[], str]
 ) -> AsyncIterator[tuple[Harness, str, Database]]:

@@ -1,7 +1,7 @@
 """Pub/Sub goes away while events are being written, then comes back: nothing is lost."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -44,20 +44,6 @@ class GatedPublisher:
     def resume(self, topic: str, ordering_key: str) -> None:
         """Resume on the real publisher."""
         self.inner.resume(topic, ordering_key)
-
-
-@pytest.fixture
-def fresh_dsn(database_factory: Callable[[], str]) -> str:
-    """A database of its own."""
-    return database_factory()
-
-
-@pytest.fixture
-async def fresh_db(fresh_dsn: str) -> AsyncIterator[Database]:
-    """A pool on this test's own database."""
-    database = await Database.open(fresh_dsn, min_size=2, max_size=20)
-    yield database
-    await database.close()
 
 
 async def publish_attempts(db: Database) -> int:

@@ -4,6 +4,7 @@ import asyncio
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -15,6 +16,7 @@ from schemas.topology import (
     DEAD_LETTER_SUBSCRIPTION,
     EVENTS_TAIL_SUBSCRIPTION,
     PAYMENT_COMMANDS,
+    WORKER_COMMANDS_SUBSCRIPTION,
     Topology,
 )
 from tenancy.db import Database
@@ -40,20 +42,6 @@ from tests.integration.test_consumer import (
 from tests.integration.test_outbox_relay import HangingPublisher
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def fresh_dsn(database_factory: Callable[[], str]) -> str:
-    """A database of its own."""
-    return database_factory()
-
-
-@pytest.fixture
-async def fresh_db(fresh_dsn: str) -> AsyncIterator[Database]:
-    """A pool on this test's own database."""
-    database = await Database.open(fresh_dsn, min_size=2, max_size=20)
-    yield database
-    await database.close()
 
 
 class EventsTail:
@@ -82,6 +70,36 @@ def tail_transport(
     return TransportUnderTest(publisher, subscriber, "", tail, "", 5, "", tail)
 
 
+@asynccontextmanager
+async def worker_on_emulator(
+    db: Database,
+    topology: Topology,
+    transport: tuple[PubSubPublisher, PubSubSubscriber],
+    dead: Recorder,
+) -> AsyncIterator[Harness]:
+    """A consumer pulling the worker subscription, and ``dead`` collecting dead letters."""
+    publisher, subscriber = transport
+    h = Harness(db)
+    h.worker.publisher, h.worker.subscriber, h.worker.topology = publisher, subscriber, topology
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        subscriber.run(
+            topology.subscription(WORKER_COMMANDS_SUBSCRIPTION).name,
+            h.worker.consumer().handle,
+            stop=stop,
+            max_in_flight=20,
+        )
+    )
+    dead_letters = topology.name(DEAD_LETTER_SUBSCRIPTION)
+    view = TransportUnderTest(publisher, subscriber, "", "", dead_letters, 5, "", "")
+    try:
+        async with consuming(view, dead_letters, dead):
+            yield h
+    finally:
+        stop.set()
+        await worker
+
+
 async def test_poison_commands_are_dead_lettered_and_the_worker_keeps_consuming(
     fresh_db: Database,
     emulator_topology: Topology,
@@ -90,14 +108,8 @@ async def test_poison_commands_are_dead_lettered_and_the_worker_keeps_consuming(
     tenant_ids: Callable[[], str],
 ) -> None:
     """Every kind of poison lands on the dead-letter topic with its reason and a rejection."""
-    publisher, subscriber = pubsub_transport
+    publisher, _ = pubsub_transport
     tenant = await provisioned(fresh_db, tenant_migrations, tenant_ids())
-    h = Harness(fresh_db)
-    h.worker.publisher, h.worker.subscriber, h.worker.topology = (
-        publisher,
-        subscriber,
-        emulator_topology,
-    )
     poison = {
         "malformed_json": command(AUTHORIZE, b"{nope", tenant),
         "unknown_type": command(AUTHORIZE.replace("authorize", "teleport"), {}, tenant),
@@ -113,30 +125,8 @@ async def test_poison_commands_are_dead_lettered_and_the_worker_keeps_consuming(
     commands = emulator_topology.name(PAYMENT_COMMANDS)
     await publisher.publish_batch([Outgoing(commands, m) for m in [*poison.values(), *valid]])
     dead = Recorder()
-    worker_stop = asyncio.Event()
-    consumer = h.worker.consumer()
-    worker = asyncio.create_task(
-        subscriber.run(
-            emulator_topology.subscription("payment-worker-commands").name,
-            consumer.handle,
-            stop=worker_stop,
-            max_in_flight=20,
-        )
-    )
-    transport = TransportUnderTest(
-        publisher,
-        subscriber,
-        commands,
-        "",
-        emulator_topology.name(DEAD_LETTER_SUBSCRIPTION),
-        5,
-        "",
-        "",
-    )
-    async with consuming(transport, transport.dead_letter_subscription, dead):
+    async with worker_on_emulator(fresh_db, emulator_topology, pubsub_transport, dead) as h:
         await eventually(lambda: len(dead.seen) == len(poison) and len(h.handled) == 3, within=30)
-    worker_stop.set()
-    await worker
     reasons = sorted(attrs["dead-letter-reason"] for _, attrs, _, _ in dead.seen)
     assert reasons == sorted(poison)
     assert sorted(str(b["reason"]) for b in await rejections(fresh_db)) == sorted(poison)
@@ -151,41 +141,14 @@ async def test_a_failing_handler_ends_on_the_dead_letter_topic(
     tenant_ids: Callable[[], str],
 ) -> None:
     """A command whose handler keeps failing is delivered 5 times, then dead-lettered."""
-    publisher, subscriber = pubsub_transport
+    publisher, _ = pubsub_transport
     tenant = await provisioned(fresh_db, tenant_migrations, tenant_ids())
-    h = Harness(fresh_db)
-    h.worker.publisher, h.worker.subscriber, h.worker.topology = (
-        publisher,
-        subscriber,
-        emulator_topology,
-    )
     commands = emulator_topology.name(PAYMENT_COMMANDS)
     capture = command(CAPTURE, {"payment_id": "pay_x", "idempotency_key": "k"}, tenant)
     await publisher.publish_batch([Outgoing(commands, capture)])
     dead = Recorder()
-    stop = asyncio.Event()
-    worker = asyncio.create_task(
-        subscriber.run(
-            emulator_topology.subscription("payment-worker-commands").name,
-            h.worker.consumer().handle,
-            stop=stop,
-            max_in_flight=5,
-        )
-    )
-    transport = TransportUnderTest(
-        publisher,
-        subscriber,
-        commands,
-        "",
-        emulator_topology.name(DEAD_LETTER_SUBSCRIPTION),
-        5,
-        "",
-        "",
-    )
-    async with consuming(transport, transport.dead_letter_subscription, dead):
+    async with worker_on_emulator(fresh_db, emulator_topology, pubsub_transport, dead) as h:
         await eventually(lambda: len(dead.seen) == 1, within=60)
-    stop.set()
-    await worker
     assert h.capture_attempts == 5
     assert await rejections(fresh_db) == []
 

@@ -4,7 +4,7 @@ import asyncio
 import json
 import random
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -34,20 +34,6 @@ from tests.integration.outbox_helpers import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def fresh_dsn(database_factory: Callable[[], str]) -> str:
-    """A database of its own, so no other test's outbox rows are published here."""
-    return database_factory()
-
-
-@pytest.fixture
-async def fresh_db(fresh_dsn: str) -> AsyncIterator[Database]:
-    """A pool on this test's own database."""
-    database = await Database.open(fresh_dsn, min_size=2, max_size=30)
-    yield database
-    await database.close()
 
 
 def received(broker: InMemoryBroker) -> list[tuple[str, str, int]]:
