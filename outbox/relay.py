@@ -38,39 +38,36 @@ SELECT coalesce(array_agg(objid::int8::int4), '{}')
  WHERE locktype = 'advisory' AND classid = $1::int8::oid AND objsubid = 2
    AND pid = $2 AND granted
 """
-_CLAIM: Final = """
-WITH busy AS (
-    SELECT DISTINCT bucket FROM payments_central.outbox
-     WHERE published_at IS NULL AND claimed_by IS NOT NULL AND bucket = ANY($1::smallint[])
-       AND claimed_by <> $3 AND claimed_until > clock_timestamp()
-), picked AS (
-    SELECT outbox_id FROM payments_central.outbox
-     WHERE published_at IS NULL AND bucket = ANY($1::smallint[])
-       AND bucket NOT IN (SELECT bucket FROM busy)
-     ORDER BY outbox_id
-     LIMIT $2
-     FOR UPDATE NOWAIT
-)
-UPDATE payments_central.outbox AS o
-   SET claimed_by = $3, claimed_until = clock_timestamp() + $4::interval
-  FROM picked
- WHERE o.outbox_id = picked.outbox_id
-RETURNING o.outbox_id, o.topic, o.ordering_key, o.attributes, o.data
+_CLAIM_BUCKETS: Final = """
+INSERT INTO payments_central.outbox_claims (bucket, relay_id, claimed_until)
+SELECT b, $2, clock_timestamp() + $3::interval FROM unnest($1::smallint[]) AS b
+ON CONFLICT (bucket) DO UPDATE
+   SET relay_id = excluded.relay_id, claimed_until = excluded.claimed_until
+ WHERE outbox_claims.relay_id = excluded.relay_id
+    OR outbox_claims.claimed_until <= clock_timestamp()
+RETURNING bucket
+"""
+_PENDING: Final = """
+SELECT outbox_id, topic, ordering_key, attributes, data
+  FROM payments_central.outbox
+ WHERE published_at IS NULL AND bucket = ANY($1::smallint[])
+ ORDER BY outbox_id
+ LIMIT $2
 """
 _MARK: Final = """
-UPDATE payments_central.outbox
-   SET published_at = clock_timestamp(), claimed_by = NULL, claimed_until = NULL
- WHERE outbox_id = ANY($1::bigint[]) AND claimed_by = $2
+UPDATE payments_central.outbox SET published_at = clock_timestamp()
+ WHERE outbox_id = ANY($1::bigint[]) AND published_at IS NULL
 """
 _FAILED: Final = """
 UPDATE payments_central.outbox
-   SET publish_attempts = publish_attempts + 1, last_error = $2,
-       claimed_by = NULL, claimed_until = NULL
- WHERE outbox_id = ANY($1::bigint[]) AND claimed_by = $3
+   SET publish_attempts = publish_attempts + 1, last_error = $2
+ WHERE outbox_id = ANY($1::bigint[])
+"""
+_UNCLAIM: Final = """
+DELETE FROM payments_central.outbox_claims WHERE relay_id = $1 AND bucket = ANY($2::smallint[])
 """
 _RELEASE: Final = """
-UPDATE payments_central.outbox SET claimed_by = NULL, claimed_until = NULL
- WHERE claimed_by = $1 AND published_at IS NULL
+DELETE FROM payments_central.outbox_claims WHERE relay_id = $1
 """
 _OLDEST: Final = """
 SELECT extract(epoch FROM clock_timestamp() - min(created_at))::float8
@@ -127,6 +124,9 @@ class OutboxRelay:
         self.relay_id = relay_id or f"relay-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._lease: BucketLease | None = None
+        self._claimed: set[int] = set()
+        self._claimed_for: frozenset[int] = frozenset()
+        self._renew_at = 0.0
         self.oldest_unsent_seconds = 0.0
         meter = meter or NoOpMeter("payments.outbox")
         self._published = meter.create_counter(
@@ -161,17 +161,25 @@ class OutboxRelay:
         return frozenset(self._lease.owned) if self._lease else frozenset()
 
     async def publish_once(self) -> PassResult:
-        """Claim a batch of this relay's buckets, publish it, and mark what was sent."""
-        rows = await self._claim()
+        """Claim this relay's buckets, publish their oldest unsent rows, mark what was sent."""
+        _, rows = await self._claim()
         if not rows:
             return PassResult(0, 0)
-        results = await self._publisher.publish_batch([self._outgoing(row) for row in rows])
-        ok = [row["outbox_id"] for row, r in zip(rows, results, strict=True) if isinstance(r, str)]
+        results = (
+            await self._publisher.publish_batch([self._outgoing(row) for row in rows])
+            if rows
+            else []
+        )
+        ok = [r["outbox_id"] for r, res in zip(rows, results, strict=True) if isinstance(res, str)]
         errors = [
-            (row, r) for row, r in zip(rows, results, strict=True) if isinstance(r, PublishError)
+            (r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, PublishError)
         ]
+        # A relay that dies before this point leaves its claims to expire; whatever it sent
+        # is not marked and goes out again, with the same ce-id.
+        if not ok and not errors:
+            return PassResult(0, 0)
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_MARK, ok, self.relay_id)
+            await conn.execute(_MARK, ok)
             if errors:
                 await self._record_failures(conn, errors)
         self._published.add(len(ok))
@@ -179,29 +187,42 @@ class OutboxRelay:
             self._failures.add(len(errors))
         return PassResult(len(rows), len(ok))
 
-    async def _claim(self) -> list[asyncpg.Record]:
-        """Claim up to a batch, in id order, of buckets this relay provably still owns.
+    async def _claim(self) -> tuple[list[int], list[asyncpg.Record]]:
+        """Up to a batch of unsent rows, in id order, of the buckets this relay has claimed.
 
-        Ownership is re-read from ``pg_locks`` for the lease connection, so a relay whose
-        lease died claims nothing; a bucket holding another relay's live claim is skipped
-        until that claim is published or expires; rows another relay is claiming right now
-        make the whole claim wait for the next pass (``NOWAIT``), never overtake it.
+        Claims are renewed at half their lifetime, and at once when the relay's buckets
+        change: only buckets whose locks the lease connection provably holds (read from
+        ``pg_locks``) and that no other relay holds a live claim on. Buckets given up are
+        released. A relay whose lease died renews nothing, and its claims expire.
         """
         if self._lease is None or not self._lease.owned:
-            return []
+            return [], []
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._renew_at or self._claimed_for != self._lease.owned:
+            await self._renew_claims(loop.time())
+        if not self._claimed:
+            return [], []
+        claimed = sorted(self._claimed)
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(_PENDING, claimed, self._config.batch_size)
+        return claimed, list(rows)
+
+    async def _renew_claims(self, now: float) -> None:
+        assert self._lease is not None  # noqa: S101 (checked by the caller)
+        owned = frozenset(self._lease.owned)
         lease_pid = self._lease.conn.get_server_pid()
         async with self._pool.acquire() as conn, conn.transaction():
             held = set(await conn.fetchval(_HELD, LOCK_NAMESPACE, lease_pid))
-            buckets = sorted(held & self._lease.owned)
-            if not buckets:
-                return []
-            try:
-                rows = await conn.fetch(
-                    _CLAIM, buckets, self._config.batch_size, self.relay_id, self._config.claim_ttl
-                )
-            except asyncpg.LockNotAvailableError:
-                return []
-        return sorted(rows, key=lambda row: row["outbox_id"])
+            wanted = sorted(held & owned)
+            released = sorted(self._claimed - set(wanted))
+            if released:
+                await conn.execute(_UNCLAIM, self.relay_id, released)
+            rows = await conn.fetch(_CLAIM_BUCKETS, wanted, self.relay_id, self._config.claim_ttl)
+        self._claimed = {r["bucket"] for r in rows}
+        self._claimed_for = owned
+        half_life = self._config.claim_ttl.total_seconds() / 2
+        blocked = len(self._claimed) < len(wanted)
+        self._renew_at = now + (self._config.heartbeat_interval if blocked else half_life)
 
     def _outgoing(self, row: asyncpg.Record) -> Outgoing:
         return Outgoing(
@@ -214,9 +235,7 @@ class OutboxRelay:
         conn: "PoolConnectionProxy[asyncpg.Record]",
         errors: list[tuple[asyncpg.Record, PublishError]],
     ) -> None:
-        await conn.execute(
-            _FAILED, [row["outbox_id"] for row, _ in errors], str(errors[0][1]), self.relay_id
-        )
+        await conn.execute(_FAILED, [row["outbox_id"] for row, _ in errors], str(errors[0][1]))
         for topic, key in {(self._topology.name(r["topic"]), r["ordering_key"]) for r, _ in errors}:
             if key:
                 self._publisher.resume(topic, key)
@@ -267,6 +286,7 @@ class OutboxRelay:
             finally:
                 lease, self._lease = self._lease, None
                 lease.owned.clear()
+                self._claimed, self._claimed_for, self._renew_at = set(), frozenset(), 0.0
                 with contextlib.suppress(*_DATABASE_ERRORS):
                     await lease_conn.remove_listener(CHANNEL, self._notified)
                     await lease.release()

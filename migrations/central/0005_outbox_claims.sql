@@ -1,21 +1,20 @@
 -- Outbox claims and hardening.
--- * Relays claim rows (claimed_by / claimed_until) in a short transaction, publish outside
---   any transaction, then mark them; a live claim by another relay holds its bucket.
+-- * A relay claims whole buckets (one outbox_claims row per bucket) in a short transaction,
+--   publishes their oldest unsent rows outside any transaction, then marks the rows and
+--   drops its claims. A live claim by another relay holds the bucket; a dead relay's claims
+--   expire. Claiming writes no outbox row: each event is written once, when marked sent.
 -- * Tenant roles may insert only events on payment-events whose ce-tenantid is their own,
---   and never claimed or published rows; attributes must be a JSON object.
+--   and never published rows; attributes must be a JSON object.
 -- * Event ids are unique per tenant (rejections of unknown senders have no tenant).
 
-ALTER TABLE outbox
-    ADD COLUMN claimed_by text,
-    ADD COLUMN claimed_until timestamptz,
-    ADD CONSTRAINT outbox_attributes_object CHECK (jsonb_typeof(attributes) = 'object');
+CREATE TABLE outbox_claims (
+    bucket        smallint PRIMARY KEY CHECK (bucket BETWEEN 0 AND 63),
+    relay_id      text NOT NULL,
+    claimed_until timestamptz NOT NULL
+);
 
--- Only claimed, unsent rows: what a relay checks before claiming in a bucket. Without it
--- that check walks the pending index, full of just-published rows not yet vacuumed.
-CREATE INDEX outbox_claimed ON outbox (bucket)
-    WHERE published_at IS NULL AND claimed_by IS NOT NULL;
--- Room on each page for the two updates a row gets (claimed, then published).
-ALTER TABLE outbox SET (fillfactor = 80);
+ALTER TABLE outbox
+    ADD CONSTRAINT outbox_attributes_object CHECK (jsonb_typeof(attributes) = 'object');
 
 ALTER TABLE outbox DROP CONSTRAINT outbox_event_id_key;
 ALTER TABLE outbox ADD CONSTRAINT outbox_tenant_event UNIQUE NULLS NOT DISTINCT (tenant_id, event_id);
@@ -27,7 +26,6 @@ CREATE POLICY outbox_own_tenant ON outbox FOR INSERT
         AND lower(tenant_id) || '_rw' = current_user
         AND topic = 'payment-events'
         AND attributes ->> 'ce-tenantid' = tenant_id
-        AND claimed_by IS NULL
         AND published_at IS NULL
     );
 
