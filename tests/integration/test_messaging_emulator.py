@@ -61,13 +61,23 @@ class EventsTail:
         return len({ce_id for ce_id, _, _ in self.seen})
 
 
-def tail_transport(
+@asynccontextmanager
+async def events_tail(
     topology: Topology, transport: tuple[PubSubPublisher, PubSubSubscriber]
-) -> TransportUnderTest:
-    """A TransportUnderTest whose main subscription is the events tail."""
-    publisher, subscriber = transport
-    tail = topology.name(EVENTS_TAIL_SUBSCRIPTION)
-    return TransportUnderTest(publisher, subscriber, "", tail, "", 5, "", tail)
+) -> AsyncIterator[EventsTail]:
+    """Collect the events tail subscription for the duration of the block."""
+    _, subscriber = transport
+    tail, stop = EventsTail(), asyncio.Event()
+    subscribing = asyncio.create_task(
+        subscriber.run(
+            topology.name(EVENTS_TAIL_SUBSCRIPTION), tail.handle, stop=stop, max_in_flight=200
+        )
+    )
+    try:
+        yield tail
+    finally:
+        stop.set()
+        await subscribing
 
 
 @asynccontextmanager
@@ -172,21 +182,16 @@ async def test_twenty_concurrent_transactions_reach_subscribers_once_and_in_key_
             await append(tx.conn, [event(tenant, f"pay_{i}", seq) for seq in range(5)])
             await gates[i].wait()
 
-    tail = EventsTail()
-    transport = tail_transport(emulator_topology, pubsub_transport)
-    stop = asyncio.Event()
-    subscribing = asyncio.create_task(
-        transport.subscriber.run(transport.subscription, tail.handle, stop=stop, max_in_flight=200)
-    )
-    async with running_relay(fresh_db, publisher, emulator_topology):
+    async with (
+        events_tail(emulator_topology, pubsub_transport) as tail,
+        running_relay(fresh_db, publisher, emulator_topology),
+    ):
         writers = [asyncio.create_task(writer(i)) for i in range(20)]
         for i in order:
             gates[i].set()
             await asyncio.sleep(0)
         await asyncio.gather(*writers)
         await eventually(lambda: tail.distinct() == 100, within=30)
-    stop.set()
-    await subscribing
     per_key: dict[str, list[int]] = defaultdict(list)
     for _, key, seq in tail.seen:
         per_key[key].append(seq)
@@ -206,22 +211,15 @@ async def test_a_relay_killed_mid_batch_loses_nothing_on_the_emulator(
     await append_in_tenant_tx(
         fresh_db, tenant, [event(tenant, f"pay_{s % 3}", s) for s in range(30)]
     )
-    tail = EventsTail()
-    transport = tail_transport(emulator_topology, pubsub_transport)
-    stop = asyncio.Event()
-    subscribing = asyncio.create_task(
-        transport.subscriber.run(transport.subscription, tail.handle, stop=stop, max_in_flight=100)
-    )
     hanging = HangingPublisher(publisher)
-    dying = OutboxRelay(fresh_db.pool, hanging, emulator_topology, FAST)
-    task = asyncio.create_task(dying.run(asyncio.Event()))
-    await asyncio.wait_for(hanging.entered.wait(), 10)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    async with running_relay(fresh_db, publisher, emulator_topology):
-        await eventually(lambda: tail.distinct() == 30, within=30)
-    stop.set()
-    await subscribing
+    async with events_tail(emulator_topology, pubsub_transport) as tail:
+        dying = OutboxRelay(fresh_db.pool, hanging, emulator_topology, FAST)
+        task = asyncio.create_task(dying.run(asyncio.Event()))
+        await asyncio.wait_for(hanging.entered.wait(), 10)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        async with running_relay(fresh_db, publisher, emulator_topology):
+            await eventually(lambda: tail.distinct() == 30, within=30)
     per_key: dict[str, list[int]] = defaultdict(list)
     for _, key, seq in tail.seen:
         if seq not in per_key[key]:
