@@ -24,7 +24,6 @@ import os
 import secrets
 import statistics
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,14 +37,14 @@ from outbox.binding import WireMessage
 from outbox.pubsub import PubSubPublisher, PubSubSubscriber
 from outbox.pubsub_admin import ensure_topology
 from outbox.relay import OutboxRelay, RelayConfig
-from outbox.store import OutgoingEvent, append
+from outbox.store import append
 from outbox.transport import Delivery, Outgoing
-from schemas.envelope import SOURCE, TYPE_PREFIX, Envelope
 from schemas.topology import EVENTS_TAIL_SUBSCRIPTION, PAYMENT_EVENTS, TOPOLOGY, Topology
 from tenancy.central import migrate_central
 from tenancy.db import Database
 from tenancy.migration_files import load_migrations
 from tenancy.provisioning import ProvisionRequest, provision_tenant
+from tests.integration.outbox_helpers import event
 from tests.pg import create_database, drop_databases_and_roles
 
 if TYPE_CHECKING:
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
 
 PROJECT = "payments-bench"
 RESULTS = REPO_ROOT / "bench" / "results"
-TYPE = TYPE_PREFIX + "bench.event.v1"
 RELAY_BATCH = int(os.environ.get("BENCH_RELAY_BATCH", "1000"))
 RECEIVE_RATE = 200
 """Events/s of the end-to-end phase: what one in-process test subscriber keeps up with."""
@@ -70,20 +68,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def make_event(tenant: str, key: str, seq: int) -> OutgoingEvent:
-    """A small event on the events topic."""
-    envelope = Envelope(
-        id=str(uuid.uuid4()),
-        source=SOURCE,
-        type=TYPE,
-        time=datetime.now(UTC),
-        subject=key,
-        tenant_id=tenant,
-    )
-    data = json.dumps({"payment_id": key, "seq": seq}).encode()
-    return OutgoingEvent(envelope, data, PAYMENT_EVENTS, ordering_key=key)
-
-
 async def fill(db: Database, tenant: str, count: int) -> None:
     """Write ``count`` events in tenant transactions of 500."""
     for start in range(0, count, 500):
@@ -91,7 +75,7 @@ async def fill(db: Database, tenant: str, count: int) -> None:
             await append(
                 tx.conn,
                 [
-                    make_event(tenant, f"pay_{i % 2000}", i)
+                    event(tenant, f"pay_{i % 2000}", i)
                     for i in range(start, min(count, start + 500))
                 ],
             )
@@ -215,7 +199,7 @@ async def produce(db: Database, tenant: str, rate: int, seconds: float, prefix: 
         async with db.tenant_transaction(tenant) as tx:
             await append(
                 tx.conn,
-                [make_event(tenant, f"{prefix}{tick % 500}", tick * 10 + j) for j in range(10)],
+                [event(tenant, f"{prefix}{tick % 500}", tick * 10 + j) for j in range(10)],
             )
         delay = started + (tick + 1) * 10 / rate - loop.time()
         if delay > 0:

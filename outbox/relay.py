@@ -162,22 +162,16 @@ class OutboxRelay:
 
     async def publish_once(self) -> PassResult:
         """Claim this relay's buckets, publish their oldest unsent rows, mark what was sent."""
-        _, rows = await self._claim()
+        rows = await self._claim()
         if not rows:
             return PassResult(0, 0)
-        results = (
-            await self._publisher.publish_batch([self._outgoing(row) for row in rows])
-            if rows
-            else []
-        )
+        results = await self._publisher.publish_batch([self._outgoing(row) for row in rows])
         ok = [r["outbox_id"] for r, res in zip(rows, results, strict=True) if isinstance(res, str)]
         errors = [
             (r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, PublishError)
         ]
         # A relay that dies before this point leaves its claims to expire; whatever it sent
         # is not marked and goes out again, with the same ce-id.
-        if not ok and not errors:
-            return PassResult(0, 0)
         async with self._pool.acquire() as conn:
             if errors:
                 async with conn.transaction():
@@ -190,7 +184,7 @@ class OutboxRelay:
             self._failures.add(len(errors))
         return PassResult(len(rows), len(ok))
 
-    async def _claim(self) -> tuple[list[int], list[asyncpg.Record]]:
+    async def _claim(self) -> list[asyncpg.Record]:
         """Up to a batch of unsent rows, in id order, of the buckets this relay has claimed.
 
         Claims are renewed at half their lifetime, and at once when the relay's buckets
@@ -199,16 +193,15 @@ class OutboxRelay:
         released. A relay whose lease died renews nothing, and its claims expire.
         """
         if self._lease is None or not self._lease.owned:
-            return [], []
+            return []
         loop = asyncio.get_running_loop()
         if loop.time() >= self._renew_at or self._claimed_for != self._lease.owned:
             await self._renew_claims(loop.time())
         if not self._claimed:
-            return [], []
-        claimed = sorted(self._claimed)
+            return []
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_PENDING, claimed, self._config.batch_size)
-        return claimed, list(rows)
+            rows = await conn.fetch(_PENDING, sorted(self._claimed), self._config.batch_size)
+        return list(rows)
 
     async def _renew_claims(self, now: float) -> None:
         assert self._lease is not None  # noqa: S101 (checked by the caller)
@@ -243,15 +236,6 @@ class OutboxRelay:
             if key:
                 self._publisher.resume(topic, key)
         _log.warning("outbox_publish_failed", rows=len(errors), error=str(errors[0][1]))
-
-    async def oldest_unsent_age(self) -> timedelta | None:
-        """Age of the oldest row not yet published (all buckets), or None if there is none."""
-        async with self._pool.acquire() as conn:
-            age: timedelta | None = await conn.fetchval(
-                "SELECT clock_timestamp() - min(created_at) FROM payments_central.outbox"
-                " WHERE published_at IS NULL"
-            )
-        return age
 
     async def purge_published(self) -> int:
         """Delete rows published longer ago than the retention window."""
