@@ -34,10 +34,10 @@ pytest: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 bench-relay: $(STAMP)
-	PYTHONPATH=. $(BIN)/python bench/relay.py
+	$(BIN)/python -m bench.relay
 
 bench-migrate: $(STAMP)
-	PYTHONPATH=. $(BIN)/python bench/migrate_all.py
+	$(BIN)/python -m bench.migrate_all
 
 clean:
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

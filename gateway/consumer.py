@@ -11,7 +11,6 @@ card number), and an ack. The worker keeps consuming.
 """
 
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -27,7 +26,7 @@ from outbox.transport import Delivery, Outgoing, Publisher, PublishError
 from schemas.cards import contains_card_number
 from schemas.catalog import type_of
 from schemas.clock import Clock
-from schemas.envelope import TYPE_PREFIX, Envelope
+from schemas.envelope import TYPE_PREFIX, Envelope, rejection_id
 from schemas.events import CommandRejected, RejectionReason
 from schemas.ids import TENANT_ID_PATTERN
 from schemas.topology import PAYMENT_COMMANDS_DEAD_LETTER, Topology
@@ -36,7 +35,6 @@ _log = structlog.get_logger(__name__)
 _tracer = trace.get_tracer("payments.consumer")
 _propagator = TraceContextTextMapPropagator()
 M = TypeVar("M", bound=BaseModel)
-_REJECTION_NAMESPACE: Final = uuid.UUID("6f1c2b52-3f0e-4d7e-9a55-1f0d6c3a9b10")
 _PAYMENT_ID_KEY: Final = "payment_id"
 _SAFE_ATTRIBUTES: Final = frozenset(
     {"ce-id", "ce-type", "ce-source", "ce-specversion", "ce-tenantid", "ce-time"}
@@ -183,7 +181,6 @@ class CommandConsumer:
                 if k in _SAFE_ATTRIBUTES and not contains_card_number(v)
             }
         rejected_id = attributes.get("ce-id") or f"pubsub:{delivery.message_id}"
-        origin = f"{attributes.get('ce-source', '')}|{rejected_id}"
         rejection = CommandRejected(
             payment_id=_valid_payment_id(poison.payment_id),
             rejected_message_id=rejected_id[:255],
@@ -192,7 +189,7 @@ class CommandConsumer:
             detail=poison.detail[:1000],
         )
         envelope = Envelope(
-            id=str(uuid.uuid5(_REJECTION_NAMESPACE, origin)),
+            id=rejection_id(attributes.get("ce-source", ""), rejected_id),
             source=self.source,
             type=type_of(CommandRejected),
             time=self.clock(),

@@ -10,25 +10,17 @@ import structlog
 from opentelemetry.metrics import get_meter
 
 from gateway.bootstrap import Container
-from gateway.consumer import Router
+from gateway.payments import build_payment_services, fake_processors, payment_router, shared_factory
 from gateway.pubsub_emulator import PubSubEmulator
 from gateway.settings import Settings
 from gateway.worker import Worker
 from outbox.pubsub import PubSubPublisher, PubSubSubscriber
 from outbox.relay import RelayConfig
+from schemas.processors import VendorEnv
 from schemas.topology import TOPOLOGY
 
 _log = structlog.get_logger(__name__)
 EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
-
-
-def command_router() -> Router:
-    """The handlers of booking commands.
-
-    The payment handlers register here; until they do, every command type is refused as
-    having no handler (dead-lettered with a rejection event), never silently dropped.
-    """
-    return Router()
 
 
 @asynccontextmanager
@@ -36,17 +28,25 @@ async def worker_for(container: Container, settings: Settings) -> AsyncIterator[
     """A worker on real Pub/Sub (or the emulator), closed on exit."""
     publisher = PubSubPublisher(settings.pubsub_project)
     subscriber = PubSubSubscriber(settings.pubsub_project)
+    services = build_payment_services(
+        container.db,
+        shared_factory(fake_processors(container.clock)),
+        container.clock,
+        env=VendorEnv.PRODUCTION if settings.production else VendorEnv.SANDBOX,
+        meter=get_meter("payments.processors"),
+    )
     try:
         yield Worker(
             db=container.db,
             publisher=publisher,
             subscriber=subscriber,
             topology=TOPOLOGY,
-            router=command_router(),
+            router=payment_router(services),
             clock=container.clock,
             relay_config=RelayConfig(),
             max_in_flight=settings.worker_max_in_flight,
             meter=get_meter("payments.worker"),
+            timers=services.timers,
         )
     finally:
         await publisher.aclose()

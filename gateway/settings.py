@@ -37,6 +37,13 @@ class ArchiveBackend(StrEnum):
     GCS = "gcs"
 
 
+class ProcessorBackend(StrEnum):
+    """What the worker's processor adapters talk to."""
+
+    FAKE = "fake"
+    """In-memory processors with scriptable outcomes: dev and tests only."""
+
+
 class Settings(BaseSettings):
     """The service's configuration."""
 
@@ -63,6 +70,7 @@ class Settings(BaseSettings):
     worker_max_in_flight: int = Field(default=200, ge=1, le=10_000)
     pg_dump_path: Path | None = None
     log_level: str = "info"
+    processor_backend: ProcessorBackend = ProcessorBackend.FAKE
 
     @model_validator(mode="after")
     def _production_needs_real_backends(self) -> Self:
@@ -73,6 +81,10 @@ class Settings(BaseSettings):
                     ("DATABASE_URL", self.database_url is not None),
                     ("PAYMENTS_SECRET_BACKEND=gcp", self.secret_backend is SecretBackend.GCP),
                     ("PAYMENTS_ARCHIVE_BACKEND=gcs", self.archive_backend is ArchiveBackend.GCS),
+                    (
+                        "real processor adapters (not PAYMENTS_PROCESSOR_BACKEND=fake)",
+                        self.processor_backend is not ProcessorBackend.FAKE,
+                    ),
                 )
                 if not ok
             ]

@@ -1,4 +1,4 @@
-"""``payment-worker``: the command consumer and the outbox relay in one process."""
+"""``payment-worker``: the command consumer, the saga timers and the outbox relay."""
 
 import asyncio
 from dataclasses import dataclass
@@ -8,6 +8,7 @@ import structlog
 from opentelemetry.metrics import Meter
 
 from gateway.consumer import CommandConsumer, RejectionSink, Router, TenantCheck
+from handlers.timers import TimerLoop
 from outbox.relay import OutboxRelay, RelayConfig
 from outbox.store import OutgoingEvent, append
 from outbox.transport import Publisher, Subscriber
@@ -61,6 +62,7 @@ class Worker:
     relay_config: RelayConfig = RelayConfig()  # noqa: RUF009 (an immutable value object)
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     meter: Meter | None = None
+    timers: TimerLoop | None = None
 
     def consumer(self) -> CommandConsumer:
         """The command consumer wired to this worker's parts."""
@@ -89,4 +91,6 @@ class Worker:
                 )
             )
             tasks.create_task(relay.run(stop))
+            if self.timers is not None:
+                tasks.create_task(self.timers.run(stop))
         _log.info("worker_stopped")

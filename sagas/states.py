@@ -25,10 +25,15 @@ class PaymentState(StrEnum):
     COMPENSATION_FAILED = "compensation_failed"
 
 
+TERMINAL_STATES: Final = frozenset(
+    {PaymentState.VOIDED, PaymentState.REFUNDED, PaymentState.FAILED, PaymentState.EXPIRED}
+)
+"""States nothing can leave: no money is held and none can move. The database refuses
+any update that would take a payment out of one of these."""
+
 SETTLED_STATES: Final = frozenset(
     {
         PaymentState.CAPTURED,
-        PaymentState.PARTIALLY_CAPTURED,
         PaymentState.VOIDED,
         PaymentState.PARTIALLY_REFUNDED,
         PaymentState.REFUNDED,
@@ -36,7 +41,10 @@ SETTLED_STATES: Final = frozenset(
         PaymentState.EXPIRED,
     }
 )
-"""States in which no vendor operation is in flight and no money is held.
+"""States in which no vendor operation is in flight and no authorization is held.
+
+Captured money may still be refunded from ``captured`` and ``partially_refunded``; a
+``partially_captured`` payment still holds the rest of its authorization, so it is open.
 
 A tenant can be soft-deleted only when every payment is in one of these states.
 """

@@ -7,6 +7,10 @@ contiguous or written in groups separated by one space or one dash (``4242 4242 
 ``6011-1111-1111-1117``), that passes the Luhn check. A digit group is never split: a
 16-digit number inside a 25-digit reference is not a card number. Unicode decimal digits
 (Arabic-Indic, Persian) count as digits.
+
+UUIDs are taken out before the scan: their dash-separated groups are often all digits
+(``9355-4735-9151-943b...`` holds a Luhn-valid 15-digit run), and a UUID is 32 hex digits,
+too long to be a card number, so removing them hides none.
 """
 
 import re
@@ -19,6 +23,9 @@ MAX_PAN_DIGITS: Final = 19
 
 _GROUPED_DIGITS: Final = re.compile(r"\d+(?:[ -]\d+)*")
 _SEPARATOR: Final = re.compile(r"[ -]")
+_UUID: Final = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+)
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _SHOWN_KEY_CHARS: Final = 40
 _LUHN_DOUBLED: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
@@ -44,7 +51,7 @@ def luhn_valid(digits: str) -> bool:
 
 def contains_card_number(text: str) -> bool:
     """Whether ``text`` holds a Luhn-valid run of 13-19 digits, possibly grouped."""
-    for match in _GROUPED_DIGITS.finditer(text):
+    for match in _GROUPED_DIGITS.finditer(_UUID.sub("|", text)):
         groups = _SEPARATOR.split(match.group())
         if any(_is_pan(groups[start:]) for start in range(len(groups))):
             return True

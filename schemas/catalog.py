@@ -102,6 +102,7 @@ SPECS: Final[tuple[MessageSpec, ...]] = (
     _event("captured", events.PaymentCaptured, "Funds were captured."),
     _event("capture_failed", events.PaymentCaptureFailed, "A capture failed."),
     _event("voided", events.PaymentVoided, "The authorization was released uncaptured."),
+    _event("void_failed", events.PaymentVoidFailed, "A void failed; the authorization stands."),
     _event("refunded", events.PaymentRefunded, "Captured funds were returned."),
     _event("refund_failed", events.PaymentRefundFailed, "A refund failed."),
     _event("expired", events.PaymentExpired, "The payment lapsed before completing."),

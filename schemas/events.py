@@ -128,6 +128,12 @@ class PaymentVoided(_Event):
     ]
 
 
+class PaymentVoidFailed(_Failure):
+    """A void failed; the authorization, if still valid, is unchanged."""
+
+    amount: Money = Field(description="The amount the void would have released.")
+
+
 class PaymentRefunded(_Event):
     """Captured funds were returned; ``total_refunded`` sums every refund so far."""
 
@@ -184,6 +190,7 @@ Event = (
     | PaymentCaptured
     | PaymentCaptureFailed
     | PaymentVoided
+    | PaymentVoidFailed
     | PaymentRefunded
     | PaymentRefundFailed
     | PaymentExpired

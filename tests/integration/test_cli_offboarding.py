@@ -78,7 +78,8 @@ def pause_then_soft_delete(cli: Cli, dsn: str, tenant: str) -> None:
     assert "1 payment(s) not settled" in paused.stdout
     assert status_of(dsn, tenant) == TenantStatus.DELETION_PAUSED
 
-    query(dsn, f"UPDATE \"{tenant.lower()}\".payments SET state = 'captured'")  # noqa: S608
+    settle = "SET state = 'captured', version = version + 1"
+    query(dsn, f'UPDATE "{tenant.lower()}".payments {settle}')
     deleted = cli("request-deletion", tenant)
     assert deleted.exit_code == 0, deleted.output
     assert status_of(dsn, tenant) == TenantStatus.SOFT_DELETED
@@ -290,7 +291,7 @@ async def test_a_refund_in_flight_is_waited_for_and_kept_in_the_snapshot(
 
     async with db.tenant_transaction(tenant) as refund:
         await refund.conn.execute(
-            "UPDATE payments SET state = 'refunded', refunded_minor = 100"
+            "UPDATE payments SET state = 'refunded', refunded_minor = 100, version = version + 1"
             " WHERE payment_id = 'pay_1'"
         )
         offboarding = asyncio.create_task(

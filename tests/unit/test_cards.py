@@ -155,3 +155,23 @@ def test_card_data_error_names_the_path_only() -> None:
     assert "$.description" in str(caught.value)
     assert "4242" not in str(caught.value)
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0c66dd75-9355-4735-9151-943bb4fd1c1a",
+        "3ff82e85-c3da-4e83-9901-70945968439e",
+        "6743c126-223d-4276-8688-1823436133b7",
+        "idem-6743C126-223D-4276-8688-1823436133B7",
+    ],
+)
+def test_uuids_are_not_card_numbers(text: str) -> None:
+    """UUIDs whose digit groups happen to pass Luhn are not mistaken for card numbers."""
+    assert not contains_card_number(text)
+
+
+def test_a_card_number_beside_a_uuid_is_still_found() -> None:
+    """Taking UUIDs out of the scan leaves a card number next to one visible."""
+    assert contains_card_number("0c66dd75-9355-4735-9151-943bb4fd1c1a 4242 4242 4242 4242")
+    assert contains_card_number("4242424242424242-0c66dd75-9355-4735-9151-943bb4fd1c1a")

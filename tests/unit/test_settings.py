@@ -56,6 +56,17 @@ def test_prod_needs_secret_manager_and_gcs(monkeypatch: pytest.MonkeyPatch) -> N
         Settings()
 
 
+def test_prod_refuses_fake_processors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production never runs on the in-memory fake processors."""
+    monkeypatch.setenv("PAYMENTS_ENVIRONMENT", "prod")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/x")
+    monkeypatch.setenv("PAYMENTS_SECRET_BACKEND", "gcp")
+    monkeypatch.setenv("PAYMENTS_ARCHIVE_BACKEND", "gcs")
+    monkeypatch.setenv("PAYMENTS_ARCHIVE_BUCKET", "b")
+    with pytest.raises(ValidationError, match="PAYMENTS_PROCESSOR_BACKEND=fake"):
+        Settings()
+
+
 def test_pg_dump_gets_the_dsn_through_the_environment() -> None:
     """The libpq variables carry host, port, user, password and database; socket DSNs work too."""
     env = libpq_environment("postgresql://svc:p%40ss@db.internal:6432/payments?sslmode=require")

@@ -1,0 +1,100 @@
+"""Builds the payment handlers: sagas, executor, timers, routing inputs and breakers."""
+
+from dataclasses import dataclass
+
+from opentelemetry.metrics import Meter
+
+from gateway.consumer import MessageContext, Router
+from handlers.commands import PaymentCommands, Received
+from handlers.executor import OperationExecutor, RetryPolicy
+from handlers.ports import PortFactory, TenantPorts
+from handlers.timers import TimerConfig, TimerLoop
+from processors.breaker import BreakerPolicy, Breakers
+from processors.fake import FakeProcessor
+from schemas.clock import Clock
+from schemas.commands import (
+    AuthorizePayment,
+    CancelPayment,
+    CapturePayment,
+    Command,
+    RefundPayment,
+    VoidPayment,
+)
+from schemas.processors import Processor, VendorEnv
+from tenancy.db import Database
+from tenancy.vendors import VendorAttachment
+
+COMMAND_MODELS: tuple[type[Command], ...] = (
+    AuthorizePayment,
+    CapturePayment,
+    VoidPayment,
+    RefundPayment,
+    CancelPayment,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentServices:
+    """The parts of ``payment-worker`` that run payments."""
+
+    commands: PaymentCommands
+    executor: OperationExecutor
+    timers: TimerLoop
+    ports: TenantPorts
+    breakers: Breakers
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentTuning:
+    """Retry, timer and breaker settings (defaults for production; tests shorten them)."""
+
+    retry: RetryPolicy = RetryPolicy()  # noqa: RUF009 (an immutable value object)
+    timers: TimerConfig = TimerConfig()  # noqa: RUF009 (an immutable value object)
+    breaker: BreakerPolicy = BreakerPolicy()  # noqa: RUF009 (an immutable value object)
+
+
+def build_payment_services(  # noqa: PLR0913 (the composition root names every part)
+    db: Database,
+    factory: PortFactory,
+    clock: Clock,
+    *,
+    env: VendorEnv,
+    tuning: PaymentTuning | None = None,
+    meter: Meter | None = None,
+) -> PaymentServices:
+    """Wire the payment handlers together."""
+    tuning = tuning or PaymentTuning()
+    breakers = Breakers(clock, tuning.breaker, meter=meter)
+    ports = TenantPorts(db, factory, env, clock)
+    executor = OperationExecutor(db, ports, breakers, clock, tuning.retry)
+    commands = PaymentCommands(db, executor, ports, breakers, clock)
+    timers = TimerLoop(db, executor, clock, tuning.timers)
+    return PaymentServices(commands, executor, timers, ports, breakers)
+
+
+def fake_processors(clock: Clock, *, latency: float = 0) -> dict[Processor, FakeProcessor]:
+    """One in-memory processor of each kind, shared by every tenant (dev and tests)."""
+    return {p: FakeProcessor(p, clock=clock, latency=latency) for p in Processor}
+
+
+def shared_factory(ports: dict[Processor, FakeProcessor]) -> PortFactory:
+    """A factory handing every attachment the shared adapter of its processor."""
+
+    def factory(attachment: VendorAttachment) -> FakeProcessor:
+        return ports[attachment.processor]
+
+    return factory
+
+
+def payment_router(services: PaymentServices) -> Router:
+    """A router sending each payment command to its saga handler."""
+    router = Router()
+
+    async def handle(context: MessageContext, command: Command) -> None:
+        await services.commands.handle(
+            Received(context.tenant_id, context.envelope.source, context.envelope.id, command)
+        )
+
+    for model in COMMAND_MODELS:
+        router.register(model, handle)
+    return router

@@ -1,0 +1,349 @@
+"""Saga persistence in the tenant schema: load a payment, store a decision.
+
+``load`` reads a payment with its operations and timers, locking the row (the per-payment
+lock every transition takes). ``save`` writes what a decision changed in the caller's
+tenant transaction: the payment under optimistic concurrency (``WHERE version = read``;
+the database trigger refuses anything else), new and changed operations, the timer set,
+one timeline row per version, and each event both in the payment's timeline and in the
+outbox. Event ids derive from (payment, version, index), so a transition can never be
+announced twice.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from pydantic import BaseModel
+
+from outbox.store import OutgoingEvent, append
+from sagas.decision import Decision
+from sagas.model import (
+    Cancellation,
+    ExpiryPolicy,
+    Operation,
+    OperationKind,
+    OperationStatus,
+    Payment,
+    SagaPolicy,
+    Timer,
+    TimerKind,
+    operation_key,
+)
+from sagas.states import PaymentState
+from schemas.catalog import type_of
+from schemas.commands import AuthorizePayment
+from schemas.envelope import SOURCE, Envelope
+from schemas.processors import Processor
+from schemas.topology import PAYMENT_EVENTS
+from tenancy.db import TenantTransaction
+
+EVENT_NAMESPACE: Final = uuid.UUID("0c7f7f4e-4a55-4c39-9d1e-6b6a1d0f3e21")
+
+_PAYMENT: Final = """
+SELECT payment_id, state, currency, amount_minor, authorized_minor, captured_minor,
+       refunded_minor, processor, version, processor_reference, authorization_expires_at,
+       attention, saga
+  FROM payments WHERE payment_id = $1 FOR UPDATE
+"""
+_OPERATIONS: Final = """
+SELECT seq, kind, processor, amount_minor, status, origin, command_key, final, reason,
+       vendor_reference, target_reference, failure_code, inquiries
+  FROM payment_operations WHERE payment_id = $1 ORDER BY seq
+"""
+_TIMERS: Final = "SELECT kind, seq, due_at FROM saga_timers WHERE payment_id = $1"
+_INSERT_PAYMENT: Final = """
+INSERT INTO payments (payment_id, state, currency, amount_minor, authorized_minor,
+                      captured_minor, refunded_minor, processor, version, capture_mode,
+                      processor_reference, authorization_expires_at, attention, saga,
+                      created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $13::jsonb, $14, $14)
+"""
+_UPDATE_PAYMENT: Final = """
+UPDATE payments
+   SET state = $3, authorized_minor = $4, captured_minor = $5, refunded_minor = $6,
+       processor = $7, version = version + 1, processor_reference = $8,
+       authorization_expires_at = $9, attention = $10, saga = $11::jsonb, updated_at = $12
+ WHERE payment_id = $1 AND version = $2
+"""
+_UPSERT_OPERATION: Final = """
+INSERT INTO payment_operations (payment_id, seq, kind, processor, amount_minor,
+                                idempotency_key, status, origin, command_key, final, reason,
+                                vendor_reference, target_reference, failure_code, inquiries,
+                                created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)
+ON CONFLICT (payment_id, seq) DO UPDATE
+   SET status = excluded.status, vendor_reference = excluded.vendor_reference,
+       target_reference = excluded.target_reference, failure_code = excluded.failure_code,
+       inquiries = excluded.inquiries, updated_at = excluded.updated_at
+"""
+_DELETE_TIMER: Final = "DELETE FROM saga_timers WHERE payment_id = $1 AND kind = $2 AND seq = $3"
+_UPSERT_TIMER: Final = """
+INSERT INTO saga_timers (payment_id, kind, seq, due_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (payment_id, kind, seq) DO UPDATE SET due_at = excluded.due_at, lease_until = NULL
+"""
+_WAKEUP: Final = """
+INSERT INTO payments_central.saga_wakeups AS w (tenant_id, due_at) VALUES ($1, $2)
+ON CONFLICT (tenant_id) DO UPDATE SET due_at = least(w.due_at, excluded.due_at)
+"""
+_TRANSITION: Final = """
+INSERT INTO payment_transitions (payment_id, version, from_state, to_state, cause, message_id,
+                                 detail, at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+_EVENT: Final = """
+INSERT INTO payment_events (event_id, payment_id, version, type, command_key, data, created_at)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
+"""
+
+
+class ConcurrentUpdateError(Exception):
+    """The payment changed since it was read; the whole transaction must be retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class SaveContext:
+    """Where a decision came from, for ids and the timeline."""
+
+    tenant_id: str
+    now: datetime
+    message_id: str | None = None
+
+
+async def load(tx: TenantTransaction, payment_id: str) -> Payment | None:
+    """The payment with its operations and timers, row-locked; None if there is none."""
+    row = await tx.conn.fetchrow(_PAYMENT, payment_id)
+    if row is None:
+        return None
+    operations = await tx.conn.fetch(_OPERATIONS, payment_id)
+    timers = await tx.conn.fetch(_TIMERS, payment_id)
+    saga: dict[str, Any] = json.loads(row["saga"])
+    cancellation = saga.get("cancellation")
+    return Payment(
+        payment_id=row["payment_id"],
+        currency=row["currency"],
+        amount=row["amount_minor"],
+        request=AuthorizePayment.model_validate(saga["request"]),
+        policy=SagaPolicy(
+            expiry=ExpiryPolicy(saga["policy"]["expiry"]),
+            action_timeout=timedelta(seconds=saga["policy"]["action_timeout_s"]),
+        ),
+        candidates=tuple(Processor(p) for p in saga["candidates"]),
+        state=PaymentState(row["state"]),
+        processor=None if row["processor"] is None else Processor(row["processor"]),
+        authorization_reference=row["processor_reference"],
+        capture_reference=saga.get("capture_reference"),
+        authorized=row["authorized_minor"],
+        captured=row["captured_minor"],
+        refunded=row["refunded_minor"],
+        capture_final=saga["capture_final"],
+        voided=saga["voided"],
+        ending=saga.get("ending"),
+        authorization_expires_at=row["authorization_expires_at"],
+        operations=tuple(_operation(op) for op in operations),
+        timers=tuple(Timer(TimerKind(t["kind"]), t["due_at"], t["seq"]) for t in timers),
+        cancellation=None if cancellation is None else Cancellation(**cancellation),
+        attention=row["attention"],
+        version=row["version"],
+    )
+
+
+def _operation(row: Any) -> Operation:  # noqa: ANN401 (an asyncpg Record)
+    return Operation(
+        seq=row["seq"],
+        kind=OperationKind(row["kind"]),
+        processor=Processor(row["processor"]),
+        amount=row["amount_minor"],
+        status=OperationStatus(row["status"]),
+        origin=row["origin"],
+        command_key=row["command_key"],
+        final=row["final"],
+        reason=row["reason"],
+        reference=row["vendor_reference"],
+        target=row["target_reference"],
+        failure_code=row["failure_code"],
+        inquiries=row["inquiries"],
+    )
+
+
+def _saga_json(payment: Payment) -> str:
+    cancellation = payment.cancellation
+    return json.dumps(
+        {
+            "request": payment.request.model_dump(mode="json"),
+            "policy": {
+                "expiry": payment.policy.expiry.value,
+                "action_timeout_s": payment.policy.action_timeout.total_seconds(),
+            },
+            "candidates": [p.value for p in payment.candidates],
+            "capture_reference": payment.capture_reference,
+            "capture_final": payment.capture_final,
+            "voided": payment.voided,
+            "ending": payment.ending,
+            "cancellation": None
+            if cancellation is None
+            else {
+                "reason": cancellation.reason,
+                "command_key": cancellation.command_key,
+                "voided": cancellation.voided,
+                "refunded": cancellation.refunded,
+                "failed": cancellation.failed,
+                "done": cancellation.done,
+            },
+        }
+    )
+
+
+def event_id(payment_id: str, version: int, index: int) -> str:
+    """The CloudEvent id of the ``index``-th event of a payment's ``version``."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{payment_id}:{version}:{index}"))
+
+
+async def save(
+    tx: TenantTransaction, before: Payment | None, decision: Decision, context: SaveContext
+) -> Payment | None:
+    """Store what ``decision`` changed; returns the stored payment (with its new version)."""
+    after = decision.payment
+    if after is None or (after == before and not decision.events):
+        return before
+    version = await _save_payment(tx, before, after, context)
+    await _save_operations(tx, before, after, context)
+    await _save_timers(tx, before, after, context)
+    await tx.conn.execute(
+        _TRANSITION,
+        after.payment_id,
+        version,
+        None if before is None else before.state.value,
+        after.state.value,
+        decision.cause[:100] or "update",
+        context.message_id,
+        after.attention,
+        context.now,
+    )
+    await save_events(
+        tx, after.payment_id, version, [(e.event, e.command_key) for e in decision.events], context
+    )
+    return Payment(**{**_fields(after), "version": version})
+
+
+def _fields(payment: Payment) -> dict[str, Any]:
+    return {name: getattr(payment, name) for name in Payment.__dataclass_fields__}
+
+
+async def _save_payment(
+    tx: TenantTransaction, before: Payment | None, after: Payment, context: SaveContext
+) -> int:
+    amounts = (after.authorized, after.captured, after.refunded)
+    processor = None if after.processor is None else after.processor.value
+    if before is None:
+        await tx.conn.execute(
+            _INSERT_PAYMENT,
+            after.payment_id,
+            after.state.value,
+            after.currency,
+            after.amount,
+            *amounts,
+            processor,
+            after.request.capture,
+            after.authorization_reference,
+            after.authorization_expires_at,
+            after.attention,
+            _saga_json(after),
+            context.now,
+        )
+        return 1
+    status = await tx.conn.execute(
+        _UPDATE_PAYMENT,
+        after.payment_id,
+        before.version,
+        after.state.value,
+        *amounts,
+        processor,
+        after.authorization_reference,
+        after.authorization_expires_at,
+        after.attention,
+        _saga_json(after),
+        context.now,
+    )
+    if status != "UPDATE 1":
+        raise ConcurrentUpdateError(f"payment {after.payment_id} changed since it was read")
+    return before.version + 1
+
+
+async def _save_operations(
+    tx: TenantTransaction, before: Payment | None, after: Payment, context: SaveContext
+) -> None:
+    old = {} if before is None else {op.seq: op for op in before.operations}
+    rows = [
+        (
+            after.payment_id,
+            op.seq,
+            op.kind.value,
+            op.processor.value,
+            op.amount,
+            operation_key(context.tenant_id, after.payment_id, op.kind, op.seq),
+            op.status.value,
+            op.origin,
+            op.command_key,
+            op.final,
+            op.reason,
+            op.reference,
+            op.target,
+            op.failure_code,
+            op.inquiries,
+            context.now,
+        )
+        for op in after.operations
+        if old.get(op.seq) != op
+    ]
+    if rows:
+        await tx.conn.executemany(_UPSERT_OPERATION, rows)
+
+
+async def _save_timers(
+    tx: TenantTransaction, before: Payment | None, after: Payment, context: SaveContext
+) -> None:
+    old = set() if before is None else set(before.timers)
+    new = set(after.timers)
+    keys = {(t.kind, t.seq) for t in new}
+    gone = [
+        (after.payment_id, t.kind.value, t.seq) for t in old - new if (t.kind, t.seq) not in keys
+    ]
+    if gone:
+        await tx.conn.executemany(_DELETE_TIMER, gone)
+    added = [(after.payment_id, t.kind.value, t.seq, t.due_at) for t in new - old]
+    if added:
+        await tx.conn.executemany(_UPSERT_TIMER, added)
+        await tx.conn.execute(_WAKEUP, context.tenant_id, min(t.due_at for t in new - old))
+
+
+async def save_events(  # noqa: PLR0913 (replays pass their own ids by keyword)
+    tx: TenantTransaction,
+    payment_id: str,
+    version: int,
+    events: list[tuple[BaseModel, str | None]],
+    context: SaveContext,
+    *,
+    ids: list[str] | None = None,
+) -> None:
+    """Record ``events`` in the payment's timeline and in the outbox."""
+    if not events:
+        return
+    outgoing = []
+    timeline = []
+    for index, (event, command_key) in enumerate(events):
+        ce_id = ids[index] if ids is not None else event_id(payment_id, version, index)
+        envelope = Envelope(
+            id=ce_id,
+            source=SOURCE,
+            type=type_of(type(event)),
+            time=context.now,
+            subject=payment_id,
+            tenant_id=context.tenant_id,
+        )
+        data = event.model_dump_json()
+        outgoing.append(OutgoingEvent(envelope, data.encode(), PAYMENT_EVENTS, payment_id))
+        timeline.append((ce_id, payment_id, version, envelope.type, command_key, data, context.now))
+    await tx.conn.executemany(_EVENT, timeline)
+    await append(tx.conn, outgoing)

@@ -1,0 +1,508 @@
+"""Saga transitions after a command: outcomes, timers, operators, compensation.
+
+An outcome names its operation by ``seq``. Only an operation whose outcome is still open
+takes one; a second outcome for a settled operation (a late webhook, a replayed response)
+changes nothing, except that a success reported for an operation already settled as failed
+is flagged for an operator, since money may have moved that the payment does not show.
+"""
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from sagas.decision import CUSTOMER_MESSAGES, Decision, Step, pending, refuse
+from sagas.messages import (
+    ActionNeeded,
+    Declined,
+    InDoubt,
+    NotReceived,
+    OperatorResolved,
+    RetryCompensation,
+    Succeeded,
+    TimerFired,
+    Unresolved,
+)
+from sagas.model import (
+    ExpiryPolicy,
+    Operation,
+    OperationKind,
+    OperationStatus,
+    Payment,
+    Timer,
+    TimerKind,
+)
+from sagas.timing import AUTHORIZATION_LIFETIME, AUTO_VOID_MARGIN, INQUIRY_SCHEDULE, REDRIVE_AFTER
+from schemas.events import (
+    PaymentActionRequired,
+    PaymentAuthorizationFailed,
+    PaymentAuthorized,
+    PaymentCancelled,
+    PaymentCaptured,
+    PaymentCaptureFailed,
+    PaymentExpired,
+    PaymentRefunded,
+    PaymentRefundFailed,
+    PaymentVoided,
+    PaymentVoidFailed,
+)
+
+EXPIRY_RETRY: timedelta = timedelta(minutes=10)
+"""When an authorization-expiry timer finds an operation in flight, it looks again then."""
+_VOID_REASONS = frozenset({"requested_by_customer", "duplicate", "fraudulent", "abandoned"})
+
+Outcome = Succeeded | ActionNeeded | Declined | InDoubt | Unresolved | NotReceived
+
+
+def apply(payment: Payment, outcome: Outcome, now: datetime) -> Decision:
+    """Apply a processor's answer (or an inquiry's finding) to one operation."""
+    op = payment.operation(outcome.seq)
+    if op is None:
+        return Decision(payment, cause="ignored")
+    step = Step(payment, now, f"{op.kind}_{type(outcome).__name__.lower()}")
+    if not op.in_flight:
+        if isinstance(outcome, Succeeded) and op.status is OperationStatus.FAILED:
+            step.payment = replace(
+                payment,
+                attention=f"the processor reports {op.kind} #{op.seq} succeeded after it was "
+                "settled as failed: check the vendor and give the money back by hand",
+            )
+            return step.decision()
+        return Decision(payment, cause="ignored")
+    match outcome:
+        case Succeeded():
+            _succeeded(step, op, outcome)
+        case ActionNeeded():
+            _action_needed(step, op, outcome)
+        case Declined():
+            _declined(step, op, outcome)
+        case InDoubt():
+            _in_doubt(step, op)
+        case Unresolved():
+            _unresolved(step, op)
+        case NotReceived():
+            _not_received(step, op)
+    compensate(step)
+    return step.decision()
+
+
+def _closing(step: Step, op: Operation) -> None:
+    """Drop the timers that watch ``op``'s outcome."""
+    step.payment = step.payment.without_timer(TimerKind.REDRIVE, op.seq).without_timer(
+        TimerKind.INQUIRY, op.seq
+    )
+
+
+def _succeeded(step: Step, op: Operation, outcome: Succeeded) -> None:
+    if op.kind is not OperationKind.VOID and outcome.amount != op.amount:
+        asked, told = step.money(op.amount), step.money(outcome.amount)
+        step.payment = replace(
+            step.payment,
+            attention=f"{op.kind} #{op.seq}: asked {asked.to_decimal_string()}, the processor "
+            f"reports {told.to_decimal_string()} {told.currency}; left unapplied",
+        )
+        return
+    _closing(step, op)
+    op = step.settle(op, OperationStatus.SUCCEEDED, reference=outcome.reference)
+    match op.kind:
+        case OperationKind.AUTHORIZE:
+            _authorized(step, op, outcome)
+        case OperationKind.CAPTURE:
+            _captured(step, op)
+        case OperationKind.VOID:
+            _voided(step, op)
+        case OperationKind.REFUND:
+            _refunded(step, op)
+
+
+def _authorized(step: Step, op: Operation, outcome: Succeeded) -> None:
+    payment = step.payment
+    lifetime = AUTHORIZATION_LIFETIME[op.processor]
+    expires_at = outcome.expires_at
+    if expires_at is None and lifetime is not None and not outcome.captured:
+        expires_at = step.now + lifetime
+    payment = replace(
+        payment,
+        processor=op.processor,
+        authorization_reference=op.reference,
+        authorized=op.amount,
+        authorization_expires_at=None if outcome.captured else expires_at,
+    ).without_timer(TimerKind.ACTION_TIMEOUT)
+    step.payment = payment
+    step.emit(
+        PaymentAuthorized(
+            payment_id=payment.payment_id,
+            amount=step.money(op.amount),
+            processor=op.processor,
+            processor_reference=outcome.reference,
+            expires_at=payment.authorization_expires_at,
+        ),
+        op.command_key,
+    )
+    if outcome.captured:
+        step.payment = replace(
+            payment, captured=op.amount, capture_final=True, capture_reference=op.reference
+        )
+        step.emit(
+            PaymentCaptured(
+                payment_id=payment.payment_id,
+                amount=step.money(op.amount),
+                total_captured=step.money(op.amount),
+                final=True,
+            ),
+            op.command_key,
+        )
+        return
+    if expires_at is not None:
+        margin = AUTO_VOID_MARGIN if payment.policy.expiry is ExpiryPolicy.AUTO_VOID else None
+        due = expires_at - margin if margin is not None else expires_at
+        step.payment = step.payment.with_timer(
+            Timer(TimerKind.AUTHORIZATION_EXPIRY, max(due, step.now))
+        )
+    if payment.cancellation is None and payment.request.capture == "automatic":
+        pending(
+            step,
+            OperationKind.CAPTURE,
+            op.amount,
+            origin="auto_capture",
+            command_key=op.command_key,
+            final=True,
+            target=op.reference,
+        )
+
+
+def _captured(step: Step, op: Operation) -> None:
+    payment = step.payment
+    captured = payment.captured + op.amount
+    final = op.final or captured == payment.authorized
+    step.payment = replace(
+        payment, captured=captured, capture_final=final, capture_reference=op.reference
+    )
+    if final:
+        step.payment = step.payment.without_timer(TimerKind.AUTHORIZATION_EXPIRY)
+    step.emit(
+        PaymentCaptured(
+            payment_id=payment.payment_id,
+            amount=step.money(op.amount),
+            total_captured=step.money(captured),
+            final=final,
+        ),
+        op.command_key,
+    )
+
+
+def _voided(step: Step, op: Operation) -> None:
+    payment = step.payment
+    released = payment.authorized - payment.captured if not payment.capture_final else 0
+    if payment.authorized == 0:
+        return  # an abandoned customer action: nothing was held, nothing to announce
+    if payment.captured == 0:
+        payment = replace(payment, voided=True)
+    else:
+        payment = replace(payment, capture_final=True)
+    cancellation = payment.cancellation
+    if op.origin == "cancel" and cancellation is not None:
+        payment = replace(payment, cancellation=replace(cancellation, voided=released))
+    step.payment = payment.without_timer(TimerKind.AUTHORIZATION_EXPIRY)
+    reason = {"cancel": "cancelled", "expiry": "expired"}.get(op.origin, op.reason or "")
+    step.emit(
+        PaymentVoided(
+            payment_id=payment.payment_id,
+            amount=step.money(released),
+            reason=reason if reason in _VOID_REASONS | {"cancelled", "expired"} else "cancelled",
+        ),
+        op.command_key,
+    )
+
+
+def _refunded(step: Step, op: Operation) -> None:
+    payment = step.payment
+    refunded = payment.refunded + op.amount
+    payment = replace(payment, refunded=refunded)
+    cancellation = payment.cancellation
+    if op.origin == "cancel" and cancellation is not None:
+        payment = replace(
+            payment, cancellation=replace(cancellation, refunded=cancellation.refunded + op.amount)
+        )
+    step.payment = payment
+    step.emit(
+        PaymentRefunded(
+            payment_id=payment.payment_id,
+            amount=step.money(op.amount),
+            total_refunded=step.money(refunded),
+            refund_id=op.reference or "",
+        ),
+        op.command_key,
+    )
+
+
+def _action_needed(step: Step, op: Operation, outcome: ActionNeeded) -> None:
+    if op.kind is not OperationKind.AUTHORIZE:
+        return
+    _closing(step, op)
+    step.put(replace(op, status=OperationStatus.ACTION_REQUIRED, reference=outcome.reference))
+    expires_at = step.now + step.payment.policy.action_timeout
+    step.payment = step.payment.with_timer(Timer(TimerKind.ACTION_TIMEOUT, expires_at))
+    step.emit(
+        PaymentActionRequired(
+            payment_id=step.payment.payment_id,
+            action=outcome.action,
+            redirect_url=outcome.redirect_url,
+            expires_at=expires_at,
+        ),
+        op.command_key,
+    )
+
+
+def _declined(step: Step, op: Operation, outcome: Declined) -> None:
+    _closing(step, op)
+    op = step.settle(op, OperationStatus.FAILED, failure_code=outcome.code)
+    payment = step.payment
+    common = {
+        "payment_id": payment.payment_id,
+        "reason_code": outcome.code,
+        "customer_message": CUSTOMER_MESSAGES[outcome.code],
+        "retryable": outcome.retryable,
+    }
+    match op.kind:
+        case OperationKind.AUTHORIZE:
+            tried = {o.processor for o in payment.operations if o.kind is OperationKind.AUTHORIZE}
+            untried = [p for p in payment.candidates if p not in tried]
+            if outcome.try_next and untried and payment.cancellation is None:
+                pending(
+                    step,
+                    OperationKind.AUTHORIZE,
+                    op.amount,
+                    untried[0],
+                    origin="command",
+                    command_key=op.command_key,
+                )
+                return
+            step.payment = replace(payment, ending="failed").without_timer(TimerKind.ACTION_TIMEOUT)
+            step.emit(
+                PaymentAuthorizationFailed(**common, processor=op.processor),
+                op.command_key,
+            )
+        case OperationKind.CAPTURE:
+            step.emit(
+                PaymentCaptureFailed(**common, amount=step.money(op.amount)),
+                op.command_key,
+            )
+        case OperationKind.VOID:
+            _compensation_failed(step, op)
+            if op.amount > 0:
+                step.emit(
+                    PaymentVoidFailed(**common, amount=step.money(op.amount)),
+                    op.command_key,
+                )
+        case OperationKind.REFUND:
+            _compensation_failed(step, op)
+            step.emit(
+                PaymentRefundFailed(**common, amount=step.money(op.amount)),
+                op.command_key,
+            )
+
+
+def _compensation_failed(step: Step, op: Operation) -> None:
+    cancellation = step.payment.cancellation
+    if op.origin != "cancel" or cancellation is None or op.amount == 0:
+        return
+    step.payment = replace(
+        step.payment,
+        cancellation=replace(cancellation, failed=True),
+        attention=f"cancellation failed: {op.kind} #{op.seq} was refused ({op.failure_code}); "
+        "retry it or settle it by hand",
+    )
+
+
+def _in_doubt(step: Step, op: Operation) -> None:
+    if op.status is not OperationStatus.PENDING:
+        return
+    _closing(step, op)
+    step.put(replace(op, status=OperationStatus.IN_DOUBT, inquiries=0))
+    step.payment = step.payment.with_timer(
+        Timer(TimerKind.INQUIRY, step.now + INQUIRY_SCHEDULE[0], op.seq)
+    )
+
+
+def _unresolved(step: Step, op: Operation) -> None:
+    if op.status is not OperationStatus.IN_DOUBT:
+        return
+    made = op.inquiries + 1
+    step.put(replace(op, inquiries=made))
+    if made < len(INQUIRY_SCHEDULE):
+        step.payment = step.payment.with_timer(
+            Timer(TimerKind.INQUIRY, step.now + INQUIRY_SCHEDULE[made], op.seq)
+        )
+        return
+    step.payment = replace(
+        step.payment.without_timer(TimerKind.INQUIRY, op.seq),
+        attention=f"{op.kind} #{op.seq} is still in doubt after {made} status inquiries: "
+        "reconcile it and resolve it by hand",
+    )
+
+
+def _not_received(step: Step, op: Operation) -> None:
+    if op.status is not OperationStatus.IN_DOUBT:
+        return
+    _closing(step, op)
+    step.put(replace(op, status=OperationStatus.PENDING))
+    step.payment = step.payment.with_timer(
+        Timer(TimerKind.REDRIVE, step.now + REDRIVE_AFTER, op.seq)
+    )
+    step.execute.append(op.seq)
+
+
+def compensate(step: Step) -> None:
+    """Take a cancellation's next step, if it has one and nothing blocks it."""
+    cancellation = step.payment.cancellation
+    if cancellation is None or cancellation.done or cancellation.failed:
+        return
+    for op in step.payment.in_flight(OperationKind.AUTHORIZE):
+        if op.status is OperationStatus.ACTION_REQUIRED:
+            # The customer has not finished: abandon the attempt at the vendor.
+            step.settle(op, OperationStatus.FAILED, failure_code="other")
+            step.payment = replace(
+                step.payment.without_timer(TimerKind.ACTION_TIMEOUT), ending="failed"
+            )
+            pending(
+                step,
+                OperationKind.VOID,
+                0,
+                op.processor,
+                origin="cancel",
+                command_key=cancellation.command_key,
+                reason="abandoned",
+                target=op.reference,
+            )
+    payment = step.payment
+    if payment.in_flight():
+        return
+    if payment.capturable > 0:
+        pending(
+            step,
+            OperationKind.VOID,
+            payment.capturable,
+            origin="cancel",
+            command_key=cancellation.command_key,
+            reason="requested_by_customer",
+            target=payment.authorization_reference,
+        )
+        return
+    if payment.refundable > 0:
+        pending(
+            step,
+            OperationKind.REFUND,
+            payment.refundable,
+            origin="cancel",
+            command_key=cancellation.command_key,
+            reason=cancellation.reason,
+            target=payment.authorization_reference,
+        )
+        return
+    step.payment = replace(payment, cancellation=replace(cancellation, done=True))
+    step.emit(
+        PaymentCancelled(
+            payment_id=payment.payment_id,
+            reason=cancellation.reason,
+            voided=step.money(cancellation.voided) if cancellation.voided else None,
+            refunded=step.money(cancellation.refunded) if cancellation.refunded else None,
+        ),
+        cancellation.command_key,
+    )
+
+
+def timer(payment: Payment, fired: TimerFired, now: datetime) -> Decision:
+    """Act on a timer that came due; a timer the payment no longer has changes nothing."""
+    if not any((t.kind, t.seq) == (fired.kind, fired.seq) for t in payment.timers):
+        return Decision(payment, cause="ignored")
+    step = Step(payment.without_timer(fired.kind, fired.seq), now, f"timer_{fired.kind}")
+    op = payment.operation(fired.seq)
+    match fired.kind:
+        case TimerKind.REDRIVE if op is not None and op.status is OperationStatus.PENDING:
+            step.payment = step.payment.with_timer(
+                Timer(TimerKind.REDRIVE, now + REDRIVE_AFTER, op.seq)
+            )
+            step.execute.append(op.seq)
+        case TimerKind.INQUIRY if op is not None:
+            _unresolved(step, op)
+        case TimerKind.ACTION_TIMEOUT:
+            _action_timeout(step)
+        case TimerKind.AUTHORIZATION_EXPIRY:
+            _authorization_expiry(step)
+        case _:
+            pass
+    compensate(step)
+    return step.decision()
+
+
+def _action_timeout(step: Step) -> None:
+    for op in step.payment.in_flight(OperationKind.AUTHORIZE):
+        if op.status is OperationStatus.ACTION_REQUIRED:
+            step.settle(op, OperationStatus.FAILED, failure_code="authentication_failed")
+            step.payment = replace(step.payment, ending="expired")
+            step.emit(
+                PaymentExpired(
+                    payment_id=step.payment.payment_id,
+                    stage="action_required",
+                    expired_at=step.now,
+                ),
+                op.command_key,
+            )
+
+
+def _authorization_expiry(step: Step) -> None:
+    payment = step.payment
+    if payment.capturable == 0:
+        return
+    if payment.in_flight(OperationKind.CAPTURE, OperationKind.VOID, OperationKind.AUTHORIZE):
+        step.payment = payment.with_timer(
+            Timer(TimerKind.AUTHORIZATION_EXPIRY, step.now + EXPIRY_RETRY)
+        )
+        return
+    if payment.policy.expiry is ExpiryPolicy.AUTO_VOID:
+        pending(
+            step,
+            OperationKind.VOID,
+            payment.capturable,
+            origin="expiry",
+            reason="expired",
+            target=payment.authorization_reference,
+        )
+        return
+    if payment.captured == 0:
+        step.payment = replace(payment, ending="expired")
+    else:
+        step.payment = replace(payment, capture_final=True)
+    step.emit(
+        PaymentExpired(payment_id=payment.payment_id, stage="authorized", expired_at=step.now),
+        None,
+    )
+
+
+def operator(
+    payment: Payment, message: OperatorResolved | RetryCompensation, now: datetime
+) -> Decision:
+    """Apply an operator's decision about an operation, or retry a failed cancellation."""
+    if isinstance(message, RetryCompensation):
+        cancellation = payment.cancellation
+        if cancellation is None or not cancellation.failed:
+            return refuse(payment, "invalid_state", "no failed cancellation to retry")
+        step = Step(
+            replace(payment, cancellation=replace(cancellation, failed=False), attention=None),
+            now,
+            "operator_retry_compensation",
+        )
+        compensate(step)
+        return step.decision()
+    op = payment.operation(message.seq)
+    if op is None or not op.in_flight:
+        return refuse(payment, "invalid_state", f"operation #{message.seq} has no open outcome")
+    if message.succeeded and message.reference is None and op.kind is not OperationKind.VOID:
+        return refuse(payment, "invalid_state", "a successful outcome needs the vendor reference")
+    cleared = replace(payment, attention=None)
+    outcome: Outcome = (
+        Succeeded(message.seq, message.reference or op.target or "", op.amount)
+        if message.succeeded
+        else Declined(message.seq, "other", message.note)
+    )
+    decision = apply(cleared, outcome, now)
+    return replace(decision, cause="operator_resolved")

@@ -1,0 +1,275 @@
+"""Payment sagas on real Postgres with the fake processors: the paths money takes."""
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+from typing import TypeVar
+
+import asyncpg
+import pytest
+
+from processors.fake import (
+    Decline,
+    FakeProcessor,
+    RequireAction,
+    TimeoutAfterApply,
+    TryNext,
+)
+from processors.fake_ledger import default_capabilities
+from processors.port import (
+    Approved,
+    AuthorizeRequest,
+    Capabilities,
+    CaptureRequest,
+    InquiryRequest,
+    InquiryResult,
+    OperationResult,
+    RefundRequest,
+    VoidRequest,
+)
+from sagas.model import OperationKind
+from schemas.processors import Processor
+from tenancy.db import Database
+from tenancy.migration_files import Migration
+from tenancy.offboarding import request_deletion
+from tests.integration.outbox_helpers import provisioned
+from tests.integration.saga_helpers import (
+    Payments,
+    authorize,
+    cancel,
+    capture,
+    make_payments,
+    rebuild,
+    refund,
+    void,
+)
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+AUTHORIZE = OperationKind.AUTHORIZE
+
+
+@pytest.fixture
+async def payments(
+    db: Database, tenant_migrations: tuple[Migration, ...], tenant_ids: Callable[[], str]
+) -> Payments:
+    """A provisioned tenant with Stripe, PayPal and HesabPay attached."""
+    tenant = await provisioned(db, tenant_migrations, tenant_ids())
+    return await make_payments(db, tenant)
+
+
+async def test_authorize_capture_refund(payments: Payments) -> None:
+    """Authorize, capture in two parts and refund twice: each step one event, amounts add up."""
+    await payments.send(authorize("p1", 1000))
+    assert await payments.state("p1") == "authorized"
+    await payments.send(capture("p1", 400, final=False))
+    assert await payments.state("p1") == "partially_captured"
+    await payments.send(capture("p1", 600))
+    await payments.send(refund("p1", 300))
+    await payments.send(refund("p1", 700))
+    row = await payments.row("p1")
+    assert (row["state"], row["captured_minor"], row["refunded_minor"]) == ("refunded", 1000, 1000)
+    assert await payments.event_names("p1") == [
+        "payment.authorized",
+        "payment.captured",
+        "payment.captured",
+        "payment.refunded",
+        "payment.refunded",
+    ]
+    assert payments.fakes[Processor.STRIPE].applied(AUTHORIZE) == 1
+
+
+async def test_redelivery_and_repeated_key(payments: Payments) -> None:
+    """Redelivery does nothing; a repeated key re-emits the outcome; a changed body conflicts."""
+    message_id = await payments.send(authorize("p2"))
+    await payments.send(authorize("p2"), message_id=message_id)
+    assert await payments.event_names("p2") == ["payment.authorized"]
+    await payments.send(authorize("p2"))
+    events = await payments.events("p2")
+    assert [name for name, _ in events] == ["payment.authorized", "payment.authorized"]
+    assert events[0][1] == events[1][1]
+    await payments.send(authorize("p2", 999))
+    names = await payments.event_names("p2")
+    assert names[-1] == "command.rejected"
+    rejected = (await payments.events("p2"))[-1][1]
+    assert rejected["reason"] == "idempotency_conflict"
+    assert payments.fakes[Processor.STRIPE].applied(AUTHORIZE) == 1
+
+
+async def test_in_doubt_is_resolved_by_inquiry(payments: Payments) -> None:
+    """The vendor charges then times out: in doubt, the inquiry finds it, no second charge."""
+    stripe = payments.fakes[Processor.STRIPE]
+    stripe.script(AUTHORIZE, TimeoutAfterApply())
+    await payments.send(authorize("p3"))
+    assert await payments.state("p3") == "in_doubt"
+    assert await payments.fire_timers() == 0
+    payments.advance(timedelta(minutes=1))
+    assert await payments.fire_timers() == 1
+    assert await payments.state("p3") == "authorized"
+    assert stripe.applied(AUTHORIZE) == 1
+    assert stripe.authorizations_for("p3") == 1
+    assert await payments.event_names("p3") == ["payment.authorized"]
+
+
+async def test_in_doubt_never_fails_over(payments: Payments) -> None:
+    """A timed-out authorization is not sent to the next processor."""
+    payments.fakes[Processor.STRIPE].script(AUTHORIZE, TimeoutAfterApply())
+    await payments.send(authorize("p4"))
+    assert await payments.state("p4") == "in_doubt"
+    assert payments.fakes[Processor.PAYPAL].calls == ()
+
+
+async def test_try_next_fails_over_by_precedence(payments: Payments) -> None:
+    """A refusal in the try-next set moves the authorization to the next processor."""
+    paypal = default_capabilities(Processor.PAYPAL)
+    payments.fakes[Processor.PAYPAL] = FakeProcessor(
+        Processor.PAYPAL,
+        clock=payments.clock,
+        capabilities=replace(paypal, payment_method_types=frozenset({"card", "paypal"})),
+    )
+    payments.fakes[Processor.STRIPE].script(AUTHORIZE, TryNext("currency_not_supported"))
+    await payments.send(authorize("p5", method="card"))
+    row = await payments.row("p5")
+    assert (row["state"], row["processor"]) == ("authorized", "paypal")
+    assert await payments.event_names("p5") == ["payment.authorized"]
+
+
+async def test_decline_fails_the_payment(payments: Payments) -> None:
+    """A card decline fails the authorization with a safe customer message."""
+    payments.fakes[Processor.STRIPE].script(AUTHORIZE, Decline("card_declined"))
+    await payments.send(authorize("p6"))
+    assert await payments.state("p6") == "failed"
+    [(name, body)] = await payments.events("p6")
+    assert name == "payment.authorization_failed"
+    assert body["reason_code"] == "card_declined"
+    assert "declined" in body["customer_message"]
+
+
+async def test_void_and_cancel(payments: Payments) -> None:
+    """A void releases the hold; cancelling a captured payment refunds it."""
+    await payments.send(authorize("p7"))
+    await payments.send(void("p7"))
+    assert await payments.state("p7") == "voided"
+    await payments.send(authorize("p8", 500))
+    await payments.send(capture("p8"))
+    await payments.send(cancel("p8"))
+    assert await payments.state("p8") == "refunded"
+    names = await payments.event_names("p8")
+    assert names[-2:] == ["payment.refunded", "payment.cancelled"]
+
+
+async def test_action_required_then_timeout(payments: Payments) -> None:
+    """A 3-D Secure redirect goes out in an event; nobody finishes it, so it expires."""
+    payments.fakes[Processor.STRIPE].script(AUTHORIZE, RequireAction("https://3ds.example/x"))
+    await payments.send(authorize("p9"))
+    assert await payments.state("p9") == "requires_action"
+    [(name, body)] = await payments.events("p9")
+    assert (name, body["redirect_url"]) == ("payment.action_required", "https://3ds.example/x")
+    payments.advance(timedelta(hours=1))
+    assert await payments.fire_timers() == 1
+    assert await payments.state("p9") == "expired"
+
+
+async def test_authorization_auto_voids_before_expiry(payments: Payments) -> None:
+    """An uncaptured Stripe authorization is voided an hour before its 7 days run out."""
+    await payments.send(authorize("p10"))
+    payments.advance(timedelta(days=7) - timedelta(minutes=59))
+    assert await payments.fire_timers() == 1
+    assert await payments.state("p10") == "voided"
+    assert (await payments.events("p10"))[-1][1]["reason"] == "expired"
+
+
+class Hangs:
+    """A processor whose calls reach the vendor and then never come back to us."""
+
+    def __init__(self, inner: FakeProcessor, reached: asyncio.Event) -> None:
+        """Wrap ``inner``; set ``reached`` once the vendor has applied a call."""
+        self._inner = inner
+        self._reached = reached
+
+    @property
+    def processor(self) -> Processor:
+        """The wrapped processor."""
+        return self._inner.processor
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The wrapped processor's capabilities."""
+        return self._inner.capabilities
+
+    async def _after(self, result: T) -> T:
+        self._reached.set()
+        await asyncio.Event().wait()  # the process is gone before the outcome is stored
+        return result
+
+    async def authorize(self, request: AuthorizeRequest) -> OperationResult:
+        """Authorize at the vendor, then hang."""
+        return await self._after(await self._inner.authorize(request))
+
+    async def capture(self, request: CaptureRequest) -> Approved:
+        """Capture at the vendor, then hang."""
+        return await self._after(await self._inner.capture(request))
+
+    async def void(self, request: VoidRequest) -> Approved:
+        """Void at the vendor, then hang."""
+        return await self._after(await self._inner.void(request))
+
+    async def refund(self, request: RefundRequest) -> Approved:
+        """Refund at the vendor, then hang."""
+        return await self._after(await self._inner.refund(request))
+
+    async def inquire(self, request: InquiryRequest) -> InquiryResult:
+        """Inquire without hanging."""
+        return await self._inner.inquire(request)
+
+
+async def test_worker_killed_after_the_vendor_call(payments: Payments) -> None:
+    """Killed between charge and outcome: after restart a redrive completes it, no second charge."""
+    reached = asyncio.Event()
+    stripe = payments.fakes[Processor.STRIPE]
+    dying = rebuild(
+        payments, lambda attachment: Hangs(payments.fakes[attachment.processor], reached)
+    )
+    task = asyncio.create_task(dying.send(authorize("p11")))
+    await asyncio.wait_for(reached.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stripe.applied(AUTHORIZE) == 1
+    assert await payments.state("p11") == "authorizing"
+    restarted = rebuild(payments)
+    assert await restarted.fire_timers() == 0
+    restarted.advance(timedelta(seconds=90))
+    assert await restarted.fire_timers() == 1
+    assert await payments.state("p11") == "authorized"
+    assert stripe.applied(AUTHORIZE) == 1
+    assert stripe.authorizations_for("p11") == 1
+    assert await payments.event_names("p11") == ["payment.authorized"]
+
+
+async def test_soft_deleted_tenant_refuses_new_money_but_refunds(payments: Payments) -> None:
+    """A soft-deleted tenant's authorize and capture are rejected; a refund still goes through."""
+    await payments.send(authorize("p12", 800, capture="automatic"))
+    assert await payments.state("p12") == "captured"
+    outcome = await request_deletion(payments.db, payments.tenant, clock=payments.clock)
+    assert outcome.status == "soft_deleted"
+    await payments.send(authorize("p13"))
+    await payments.send(refund("p12", 300))
+    names = await payments.event_names()
+    assert names.count("command.rejected") == 1
+    rejected = [body for name, body in await payments.events("p13") if name == "command.rejected"]
+    assert rejected[0]["reason"] == "tenant_not_serving"
+    assert (await payments.row("p12"))["refunded_minor"] == 300
+
+
+async def test_database_refuses_leaving_a_terminal_state(payments: Payments) -> None:
+    """Even a direct update cannot move a voided payment or lower its amounts."""
+    await payments.send(authorize("p14"))
+    await payments.send(void("p14"))
+    async with payments.db.tenant_transaction(payments.tenant) as tx:
+        with pytest.raises(asyncpg.CheckViolationError, match="terminal state"):
+            await tx.conn.execute(
+                "UPDATE payments SET state = 'authorized', version = version + 1"
+                " WHERE payment_id = 'p14'"
+            )
