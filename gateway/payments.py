@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from opentelemetry.metrics import Meter
 
+from gateway.bootstrap import Container
 from gateway.consumer import MessageContext, Router
 from handlers.commands import PaymentCommands, Received
 from handlers.executor import OperationExecutor, RetryPolicy
@@ -70,6 +71,18 @@ def build_payment_services(  # noqa: PLR0913 (the composition root names every p
     commands = PaymentCommands(db, executor, ports, breakers, clock)
     timers = TimerLoop(db, executor, clock, tuning.timers)
     return PaymentServices(commands, executor, timers, ports, breakers)
+
+
+def services_for(container: Container, *, meter: Meter | None = None) -> PaymentServices:
+    """The payment services on the configured processor backend (payment-worker and CLI)."""
+    settings = container.settings
+    return build_payment_services(
+        container.db,
+        shared_factory(fake_processors(container.clock)),
+        container.clock,
+        env=VendorEnv.PRODUCTION if settings.production else VendorEnv.SANDBOX,
+        meter=meter,
+    )
 
 
 def fake_processors(clock: Clock, *, latency: float = 0) -> dict[Processor, FakeProcessor]:

@@ -10,13 +10,12 @@ import structlog
 from opentelemetry.metrics import get_meter
 
 from gateway.bootstrap import Container
-from gateway.payments import build_payment_services, fake_processors, payment_router, shared_factory
+from gateway.payments import payment_router, services_for
 from gateway.pubsub_emulator import PubSubEmulator
 from gateway.settings import Settings
 from gateway.worker import Worker
 from outbox.pubsub import PubSubPublisher, PubSubSubscriber
 from outbox.relay import RelayConfig
-from schemas.processors import VendorEnv
 from schemas.topology import TOPOLOGY
 
 _log = structlog.get_logger(__name__)
@@ -28,13 +27,7 @@ async def worker_for(container: Container, settings: Settings) -> AsyncIterator[
     """A worker on real Pub/Sub (or the emulator), closed on exit."""
     publisher = PubSubPublisher(settings.pubsub_project)
     subscriber = PubSubSubscriber(settings.pubsub_project)
-    services = build_payment_services(
-        container.db,
-        shared_factory(fake_processors(container.clock)),
-        container.clock,
-        env=VendorEnv.PRODUCTION if settings.production else VendorEnv.SANDBOX,
-        meter=get_meter("payments.processors"),
-    )
+    services = services_for(container, meter=get_meter("payments.processors"))
     try:
         yield Worker(
             db=container.db,

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import asyncpg
 import pytest
+import structlog
 
 from processors.fake import (
     Decline,
@@ -273,3 +274,31 @@ async def test_database_refuses_leaving_a_terminal_state(payments: Payments) -> 
                 "UPDATE payments SET state = 'authorized', version = version + 1"
                 " WHERE payment_id = 'p14'"
             )
+
+
+async def test_a_5xx_storm_opens_the_breaker_and_routing_moves_on(payments: Payments) -> None:
+    """Under a Stripe 5xx storm the breaker opens and new payments go to PayPal by precedence."""
+    paypal = default_capabilities(Processor.PAYPAL)
+    payments.fakes[Processor.PAYPAL] = FakeProcessor(
+        Processor.PAYPAL,
+        clock=payments.clock,
+        capabilities=replace(paypal, payment_method_types=frozenset({"card", "paypal"})),
+    )
+    stripe = payments.fakes[Processor.STRIPE]
+    stripe.storm(100)
+    with structlog.testing.capture_logs() as logs:
+        await payments.send(authorize("s1"))
+        await payments.send(authorize("s2"))
+        await payments.send(authorize("s3"))
+    assert payments.services.breakers.is_open(payments.tenant, Processor.STRIPE)
+    opened = [
+        log
+        for log in logs
+        if log["event"] == "circuit_breaker_state_changed" and log["to_state"] == "open"
+    ]
+    assert [(log["processor"], log["tenant_id"]) for log in opened] == [("stripe", payments.tenant)]
+    assert await payments.state("s1") == "authorizing"  # 5xx: retried later, same key
+    for payment_id in ("s2", "s3"):
+        row = await payments.row(payment_id)
+        assert (row["state"], row["processor"]) == ("authorized", "paypal")
+    assert stripe.applied(AUTHORIZE) == 0
