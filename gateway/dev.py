@@ -4,14 +4,19 @@ from typing import Final
 from urllib.parse import urlsplit
 
 import structlog
+from pydantic import SecretStr
 
 from gateway.bootstrap import Container, bootstrap
 from gateway.runtime import emulator_if_needed, stop_on_signals, worker_for
 from gateway.settings import Settings
 from outbox.pubsub_admin import ensure_topology
+from schemas.processors import Processor, VendorEnv
 from schemas.topology import TOPOLOGY
 from tenancy.central import migrate_central
+from tenancy.errors import DuplicateAttachmentError, SecretNotFoundError
 from tenancy.provisioning import ProvisionRequest, provision_tenant
+from tenancy.secrets import SecretRef
+from tenancy.vendors import AttachRequest, attach_vendor
 
 DEMO_TENANT: Final = "tnt_demo"
 _log = structlog.get_logger(__name__)
@@ -35,6 +40,7 @@ async def prepare(container: Container) -> None:
         ProvisionRequest(DEMO_TENANT, "saq_a", None),
         grant_to=container.settings.app_db_roles,
     )
+    await _attach_demo_processors(container)
     _log.info(
         "dev_tenant_ready",
         tenant_id=report.tenant_id,
@@ -42,6 +48,29 @@ async def prepare(container: Container) -> None:
         schema_versions=list(report.applied_versions),
         central_migrations_applied=applied,
     )
+
+
+DEMO_PRECEDENCE: Final = {Processor.STRIPE: 10, Processor.PAYPAL: 20, Processor.HESABPAY: 30}
+
+
+async def _attach_demo_processors(container: Container) -> None:
+    """Attach every processor to the demo tenant, with placeholder sandbox keys."""
+    for processor, precedence in DEMO_PRECEDENCE.items():
+        ref = SecretRef.parse(
+            f"projects/payments-dev/secrets/{DEMO_TENANT}/{processor}/sandbox/api_key"
+            "/versions/latest"
+        )
+        try:
+            await container.secrets.access(ref)
+        except SecretNotFoundError:
+            await container.secrets.add_version(ref, SecretStr(f"dev-placeholder-{processor}"))
+        request = AttachRequest(
+            DEMO_TENANT, processor, VendorEnv.SANDBOX, f"demo_{processor}", ref, None, precedence
+        )
+        try:
+            await attach_vendor(container.db, container.secrets, request, production=False)
+        except DuplicateAttachmentError:
+            continue  # attached by an earlier run
 
 
 async def run_dev(settings: Settings) -> None:
