@@ -142,6 +142,9 @@ class PaymentCommands:
                     now,
                 )
                 return ()
+            # The payment's row lock first: a copy of this command running concurrently
+            # has then committed its key (or rolled back) before this one looks for it.
+            before = await load(tx, command.payment_id)
             use = await check_key(tx, command.idempotency_key, command.payment_id, command)
             if use.conflict is not None:
                 await _reject(tx, received, "idempotency_conflict", use.conflict, now)
@@ -152,7 +155,6 @@ class PaymentCommands:
                 )
                 _log.info("command_repeat_answered", events=replayed)
                 return ()
-            before = await load(tx, command.payment_id)
             message = await _saga_message(tx, command, routes)
             decision = decide(before, message, now)
             if decision.rejection is not None:

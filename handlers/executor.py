@@ -42,6 +42,7 @@ from processors.errors import (
     ProcessorError,
     ProcessorUnavailable,
     RetryableError,
+    TryNextError,
 )
 from processors.port import (
     ActionRequired,
@@ -80,7 +81,10 @@ APPLY_ATTEMPTS: Final = 5
 _COUNT_ATTEMPT: Final = """
 UPDATE payment_operations SET attempts = attempts + 1, updated_at = $3
  WHERE payment_id = $1 AND seq = $2 AND status = 'pending'
-RETURNING attempts
+RETURNING attempts, sent
+"""
+_MARK_SENT: Final = """
+UPDATE payment_operations SET sent = true WHERE payment_id = $1 AND seq = $2 AND NOT sent
 """
 _LAST_ERROR: Final = """
 UPDATE payment_operations SET last_error = $3 WHERE payment_id = $1 AND seq = $2
@@ -95,6 +99,13 @@ class RetryPolicy:
     total_seconds: float = 20.0
     initial_seconds: float = 0.2
     max_seconds: float = 4.0
+
+
+@dataclass(slots=True)
+class SendRecord:
+    """Whether any attempt to send an operation may have reached the vendor."""
+
+    sent: bool
 
 
 class OperationExecutor:
@@ -190,27 +201,24 @@ class OperationExecutor:
             op = None if payment is None else payment.operation(seq)
             if payment is None or op is None or op.status is not OperationStatus.PENDING:
                 return None
-            rounds: int = await tx.conn.fetchval(_COUNT_ATTEMPT, payment_id, seq, now)
+            counted = await tx.conn.fetchrow(_COUNT_ATTEMPT, payment_id, seq, now)
+        if counted is None:
+            return None  # settled since it was read: nothing to send
+        rounds, sent_before = counted["attempts"], counted["sent"]
         key = operation_key(tenant_id, payment_id, op.kind, op.seq)
         log = _log.bind(payment_id=payment_id, seq=seq, kind=op.kind, processor=op.processor)
+        record = SendRecord(sent=sent_before)
         try:
             bound = await self._ports.bound(tenant_id, op.processor)
             request = _request(payment, op, key, bound.account)
-            result = await self._call(tenant_id, op, request, bound.port)
+            result = await self._call(tenant_id, op, request, bound.port, record)
         except NotAttachedError as exc:
             log.warning("operation_not_attached")
-            return Declined(seq, "not_configured", str(exc), try_next=True)
-        except InDoubtError as exc:
-            log.warning("operation_in_doubt", error=exc.message)
-            return InDoubt(seq)
-        except DeclinedError as exc:
-            log.info("operation_declined", code=exc.code, vendor_code=exc.vendor_code)
-            return Declined(seq, exc.code, exc.message, try_next=should_try_next(exc))
-        except RetryableError as exc:
-            return await self._unsent(tenant_id, payment_id, op, exc, rounds)
+            return Declined(seq, "not_configured", str(exc), try_next=not record.sent)
         except ProcessorError as exc:
-            log.warning("operation_unclassified_error", error=exc.message)
-            return InDoubt(seq)
+            if isinstance(exc, RetryableError) and record.sent and not sent_before:
+                await self._mark_sent(tenant_id, payment_id, seq)
+            return await self._failed(tenant_id, payment_id, op, exc, rounds, sent=record.sent)
         except Exception:  # an adapter bug may hide a success: never fail on it
             log.exception("operation_adapter_failed")
             return InDoubt(seq)
@@ -221,36 +229,87 @@ class OperationExecutor:
             seq, result.reference, result.amount.minor, result.expires_at, result.captured
         )
 
-    async def _unsent(
+    async def _failed(  # noqa: PLR0913 (the operation's whole send history)
+        self,
+        tenant_id: str,
+        payment_id: str,
+        op: Operation,
+        exc: ProcessorError,
+        rounds: int,
+        *,
+        sent: bool,
+    ) -> Outcome | None:
+        """The saga's view of a send that ended in ``exc``."""
+        log = _log.bind(payment_id=payment_id, seq=op.seq, kind=op.kind, processor=op.processor)
+        if isinstance(exc, RetryableError):
+            return await self._unsent(tenant_id, payment_id, op, exc, rounds, sent=sent)
+        if isinstance(exc, DeclinedError):
+            log.info("operation_declined", code=exc.code, vendor_code=exc.vendor_code)
+            # The vendor's refusal of this key is its answer; a refusal made without asking
+            # the vendor is one only while no earlier attempt may have reached it.
+            try_next = should_try_next(exc) and (isinstance(exc, TryNextError) or not sent)
+            return Declined(op.seq, exc.code, exc.message, try_next=try_next)
+        if isinstance(exc, InDoubtError):
+            log.warning("operation_in_doubt", error=exc.message)
+        else:
+            log.warning("operation_unclassified_error", error=exc.message)
+        return InDoubt(op.seq)
+
+    async def _mark_sent(self, tenant_id: str, payment_id: str, seq: int) -> None:
+        async with self._db.tenant_transaction(tenant_id) as tx:
+            await tx.conn.execute(_MARK_SENT, payment_id, seq)
+
+    async def _unsent(  # noqa: PLR0913 (the operation's whole send history)
         self,
         tenant_id: str,
         payment_id: str,
         op: Operation,
         exc: RetryableError,
         rounds: int,
+        *,
+        sent: bool,
     ) -> Outcome | None:
-        """A send that ended in retryable errors: nothing took effect at the vendor."""
-        nothing_sent = isinstance(exc, ProcessorUnavailable) or not exc.sent
+        """A send that ended in retryable errors.
+
+        If no attempt of any round may have reached the vendor, an authorization may move
+        to the next processor at once, and any operation may be given up after
+        ``MAX_SEND_ROUNDS``. Once one may have, the operation stays pending for its redrive
+        and, after the last round, becomes in doubt: only the vendor can say what happened.
+        """
         log = _log.bind(payment_id=payment_id, seq=op.seq, code=exc.code, rounds=rounds)
-        if (nothing_sent and op.kind is OperationKind.AUTHORIZE) or rounds >= MAX_SEND_ROUNDS:
+        if not sent and (op.kind is OperationKind.AUTHORIZE or rounds >= MAX_SEND_ROUNDS):
             log.warning("operation_given_up")
-            return Declined(
-                op.seq, exc.code, exc.message, try_next=should_try_next(exc), retryable=True
-            )
+            return Declined(op.seq, exc.code, exc.message, try_next=True, retryable=True)
+        if rounds >= MAX_SEND_ROUNDS:
+            log.warning("operation_retries_exhausted_in_doubt")
+            return InDoubt(op.seq)
         log.warning("operation_left_pending")
         async with self._db.tenant_transaction(tenant_id) as tx:
             await tx.conn.execute(_LAST_ERROR, payment_id, op.seq, exc.message[:1000])
         return None
 
     async def _call(
-        self, tenant_id: str, op: Operation, request: Request, port: PaymentPort
+        self,
+        tenant_id: str,
+        op: Operation,
+        request: Request,
+        port: PaymentPort,
+        record: "SendRecord",
     ) -> Approved | ActionRequired:
         """One send: retries of retryable errors with the same key, each through the breaker."""
 
         async def once() -> Approved | ActionRequired:
-            return await self._breakers.call(
-                tenant_id, op.processor, lambda: _dispatch(port, request)
-            )
+            try:
+                return await self._breakers.call(
+                    tenant_id, op.processor, lambda: _dispatch(port, request)
+                )
+            except ProcessorError as error:
+                if error.sent and not isinstance(error, ProcessorUnavailable):
+                    record.sent = True
+                raise
+            except Exception:
+                record.sent = True  # an adapter bug: assume the request went out
+                raise
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(_worth_retrying),

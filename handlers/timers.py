@@ -25,17 +25,21 @@ from typing import Final
 import structlog
 
 from handlers.executor import OperationExecutor
-from sagas.messages import Message, Succeeded, TimerFired
+from sagas.messages import Declined, Message, Succeeded, TimerFired, Unresolved
 from sagas.model import TimerKind
 from schemas.clock import Clock
 from tenancy.db import Database
+from tenancy.lifecycle import SERVING_STATUSES
 
 _log = structlog.get_logger(__name__)
 
 _DUE_TENANTS: Final = """
-SELECT tenant_id FROM payments_central.saga_wakeups
- WHERE due_at <= $1 AND ($3::text[] IS NULL OR tenant_id = ANY($3))
- ORDER BY due_at LIMIT $2
+SELECT w.tenant_id
+  FROM payments_central.saga_wakeups AS w
+  JOIN payments_central.tenant_schema_registry AS r USING (tenant_id)
+ WHERE w.due_at <= $1 AND r.status = ANY($4::text[])
+   AND ($3::text[] IS NULL OR w.tenant_id = ANY($3))
+ ORDER BY w.due_at LIMIT $2
 """
 _CLAIM: Final = """
 UPDATE saga_timers AS t SET lease_until = $2
@@ -43,7 +47,7 @@ UPDATE saga_timers AS t SET lease_until = $2
          WHERE greatest(due_at, coalesce(lease_until, due_at)) <= $1
          ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) AS due
  WHERE (t.payment_id, t.kind, t.seq) = (due.payment_id, due.kind, due.seq)
-RETURNING t.payment_id, t.kind, t.seq
+RETURNING t.payment_id, t.kind, t.seq, t.due_at
 """
 _LOCK_WAKEUP: Final = """
 SELECT due_at FROM payments_central.saga_wakeups WHERE tenant_id = $1 FOR UPDATE
@@ -63,9 +67,12 @@ class TimerConfig:
     """How the loop polls and claims."""
 
     poll_seconds: float = 1.0
-    tenants_per_pass: int = 50
-    timers_per_claim: int = 100
-    lease: timedelta = timedelta(minutes=2)
+    tenants_per_pass: int = 20
+    timers_per_claim: int = 20
+    lease: timedelta = timedelta(minutes=5)
+    """Longer than a pass takes: a pass fires at most ``tenants_per_pass *
+    timers_per_claim`` timers, ``concurrency`` at a time, each bounded by the executor's
+    retry budget."""
     concurrency: int = 20
 
 
@@ -77,6 +84,7 @@ class DueTimer:
     payment_id: str
     kind: TimerKind
     seq: int
+    due_at: datetime
 
 
 class TimerLoop:
@@ -118,10 +126,15 @@ class TimerLoop:
         now = self._clock()
         only = None if tenant_ids is None else list(tenant_ids)
         async with self._db.connection() as conn:
-            rows = await conn.fetch(_DUE_TENANTS, now, self._config.tenants_per_pass, only)
+            rows = await conn.fetch(
+                _DUE_TENANTS, now, self._config.tenants_per_pass, only, sorted(SERVING_STATUSES)
+            )
         due: list[DueTimer] = []
         for row in rows:
-            due.extend(await self._claim(row["tenant_id"]))
+            try:
+                due.extend(await self._claim(row["tenant_id"]))
+            except Exception:  # noqa: BLE001 (one tenant's trouble must not stop the others)
+                _log.exception("timer_claim_failed", tenant_id=row["tenant_id"])
         async with asyncio.TaskGroup() as tasks:
             for timer in due:
                 tasks.create_task(self._fire_guarded(timer))
@@ -137,7 +150,9 @@ class TimerLoop:
             next_due = await tx.conn.fetchval(_NEXT_DUE)
             await tx.conn.execute(_SET_WAKEUP, tenant_id, next_due or _NEVER)
         return [
-            DueTimer(tenant_id, row["payment_id"], TimerKind(row["kind"]), row["seq"])
+            DueTimer(
+                tenant_id, row["payment_id"], TimerKind(row["kind"]), row["seq"], row["due_at"]
+            )
             for row in rows
         ]
 
@@ -153,25 +168,28 @@ class TimerLoop:
 
     async def fire(self, timer: DueTimer) -> None:
         """Fire one timer: inquire if it asks for that, then let the saga decide."""
-        message: Message = TimerFired(timer.kind, timer.seq)
+        message: Message = TimerFired(timer.kind, timer.seq, timer.due_at)
         executor = self._executor
         if timer.kind is TimerKind.INQUIRY:
             answer = await executor.inquire(timer.tenant_id, timer.payment_id, timer.seq)
             message = answer or message
         elif timer.kind is TimerKind.ACTION_TIMEOUT:
-            answer = await self._finished_meanwhile(timer)
-            message = answer or message
+            seq = await executor.waiting_authorization(timer.tenant_id, timer.payment_id)
+            answer = (
+                None
+                if seq is None
+                else await executor.inquire(timer.tenant_id, timer.payment_id, seq)
+            )
+            if isinstance(answer, Unresolved):
+                # The vendor cannot say whether the customer finished: ask again once the
+                # lease runs out rather than expire a payment that may have been paid.
+                _log.warning("action_timeout_deferred")
+                return
+            if isinstance(answer, Succeeded | Declined):
+                message = answer
         execute = await executor.apply(
             timer.tenant_id, timer.payment_id, message, fired=(timer.kind, timer.seq)
         )
         _log.info("timer_fired", answer=type(message).__name__)
         if execute:
             await executor.run(timer.tenant_id, timer.payment_id, execute)
-
-    async def _finished_meanwhile(self, timer: DueTimer) -> Succeeded | None:
-        """The customer may have completed the action with its webhook still on its way."""
-        seq = await self._executor.waiting_authorization(timer.tenant_id, timer.payment_id)
-        if seq is None:
-            return None
-        answer = await self._executor.inquire(timer.tenant_id, timer.payment_id, seq)
-        return answer if isinstance(answer, Succeeded) else None

@@ -21,7 +21,8 @@ terminal states never left) or is refused.
 from dataclasses import replace
 from datetime import datetime
 
-from sagas import outcomes
+from sagas import outcomes, timers
+from sagas.compensation import compensate
 from sagas.decision import CUSTOMER_MESSAGES, Decision, Step, pending, refuse
 from sagas.messages import (
     ActionNeeded,
@@ -68,9 +69,9 @@ def decide(payment: Payment | None, message: Message, now: datetime) -> Decision
         case Succeeded() | ActionNeeded() | Declined() | InDoubt() | Unresolved() | NotReceived():
             return outcomes.apply(payment, message, now)
         case TimerFired():
-            return outcomes.timer(payment, message, now)
+            return timers.timer(payment, message, now)
         case OperatorResolved() | RetryCompensation():
-            return outcomes.operator(payment, message, now)
+            return timers.operator(payment, message, now)
 
 
 def _authorize(payment: Payment | None, message: Authorize, now: datetime) -> Decision:
@@ -207,5 +208,5 @@ def _cancel(payment: Payment, message: Cancel, now: datetime) -> Decision:
         payment,
         cancellation=Cancellation(reason=command.reason, command_key=command.idempotency_key),
     )
-    outcomes.compensate(step)
+    compensate(step)
     return step.decision()

@@ -120,10 +120,11 @@ class NotReceived:
 
 @dataclass(frozen=True, slots=True)
 class TimerFired:
-    """A saga timer came due."""
+    """A saga timer came due; ``due_at`` (when known) guards against a stale firing."""
 
     kind: TimerKind
     seq: int = 0
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,18 +7,16 @@ is flagged for an operator, since money may have moved that the payment does not
 """
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sagas.decision import CUSTOMER_MESSAGES, Decision, Step, pending, refuse
+from sagas.compensation import compensate
+from sagas.decision import CUSTOMER_MESSAGES, Decision, Step, pending
 from sagas.messages import (
     ActionNeeded,
     Declined,
     InDoubt,
     NotReceived,
-    OperatorResolved,
-    RetryCompensation,
     Succeeded,
-    TimerFired,
     Unresolved,
 )
 from sagas.model import (
@@ -35,18 +33,14 @@ from schemas.events import (
     PaymentActionRequired,
     PaymentAuthorizationFailed,
     PaymentAuthorized,
-    PaymentCancelled,
     PaymentCaptured,
     PaymentCaptureFailed,
-    PaymentExpired,
     PaymentRefunded,
     PaymentRefundFailed,
     PaymentVoided,
     PaymentVoidFailed,
 )
 
-EXPIRY_RETRY: timedelta = timedelta(minutes=10)
-"""When an authorization-expiry timer finds an operation in flight, it looks again then."""
 _VOID_REASONS = frozenset({"requested_by_customer", "duplicate", "fraudulent", "abandoned"})
 
 Outcome = Succeeded | ActionNeeded | Declined | InDoubt | Unresolved | NotReceived
@@ -77,7 +71,7 @@ def apply(payment: Payment, outcome: Outcome, now: datetime) -> Decision:
         case InDoubt():
             _in_doubt(step, op)
         case Unresolved():
-            _unresolved(step, op)
+            unresolved(step, op)
         case NotReceived():
             _not_received(step, op)
     compensate(step)
@@ -93,11 +87,15 @@ def _closing(step: Step, op: Operation) -> None:
 
 def _succeeded(step: Step, op: Operation, outcome: Succeeded) -> None:
     if op.kind is not OperationKind.VOID and outcome.amount != op.amount:
+        # Money moved, but not as asked: hold the operation in doubt for an operator; no
+        # redrive (it would ask again) and no inquiry (it would hear the same).
         asked, told = step.money(op.amount), step.money(outcome.amount)
+        _closing(step, op)
+        step.put(replace(op, status=OperationStatus.IN_DOUBT, reference=outcome.reference))
         step.payment = replace(
             step.payment,
             attention=f"{op.kind} #{op.seq}: asked {asked.to_decimal_string()}, the processor "
-            f"reports {told.to_decimal_string()} {told.currency}; left unapplied",
+            f"reports {told.to_decimal_string()} {told.currency}; resolve it by hand",
         )
         return
     _closing(step, op)
@@ -323,7 +321,8 @@ def _in_doubt(step: Step, op: Operation) -> None:
     )
 
 
-def _unresolved(step: Step, op: Operation) -> None:
+def unresolved(step: Step, op: Operation) -> None:
+    """An inquiry could not tell: schedule the next, or hand the operation to operators."""
     if op.status is not OperationStatus.IN_DOUBT:
         return
     made = op.inquiries + 1
@@ -349,160 +348,3 @@ def _not_received(step: Step, op: Operation) -> None:
         Timer(TimerKind.REDRIVE, step.now + REDRIVE_AFTER, op.seq)
     )
     step.execute.append(op.seq)
-
-
-def compensate(step: Step) -> None:
-    """Take a cancellation's next step, if it has one and nothing blocks it."""
-    cancellation = step.payment.cancellation
-    if cancellation is None or cancellation.done or cancellation.failed:
-        return
-    for op in step.payment.in_flight(OperationKind.AUTHORIZE):
-        if op.status is OperationStatus.ACTION_REQUIRED:
-            # The customer has not finished: abandon the attempt at the vendor.
-            step.settle(op, OperationStatus.FAILED, failure_code="other")
-            step.payment = replace(
-                step.payment.without_timer(TimerKind.ACTION_TIMEOUT), ending="failed"
-            )
-            pending(
-                step,
-                OperationKind.VOID,
-                0,
-                op.processor,
-                origin="cancel",
-                command_key=cancellation.command_key,
-                reason="abandoned",
-                target=op.reference,
-            )
-    payment = step.payment
-    if payment.in_flight():
-        return
-    if payment.capturable > 0:
-        pending(
-            step,
-            OperationKind.VOID,
-            payment.capturable,
-            origin="cancel",
-            command_key=cancellation.command_key,
-            reason="requested_by_customer",
-            target=payment.authorization_reference,
-        )
-        return
-    if payment.refundable > 0:
-        pending(
-            step,
-            OperationKind.REFUND,
-            payment.refundable,
-            origin="cancel",
-            command_key=cancellation.command_key,
-            reason=cancellation.reason,
-            target=payment.authorization_reference,
-        )
-        return
-    step.payment = replace(payment, cancellation=replace(cancellation, done=True))
-    step.emit(
-        PaymentCancelled(
-            payment_id=payment.payment_id,
-            reason=cancellation.reason,
-            voided=step.money(cancellation.voided) if cancellation.voided else None,
-            refunded=step.money(cancellation.refunded) if cancellation.refunded else None,
-        ),
-        cancellation.command_key,
-    )
-
-
-def timer(payment: Payment, fired: TimerFired, now: datetime) -> Decision:
-    """Act on a timer that came due; a timer the payment no longer has changes nothing."""
-    if not any((t.kind, t.seq) == (fired.kind, fired.seq) for t in payment.timers):
-        return Decision(payment, cause="ignored")
-    step = Step(payment.without_timer(fired.kind, fired.seq), now, f"timer_{fired.kind}")
-    op = payment.operation(fired.seq)
-    match fired.kind:
-        case TimerKind.REDRIVE if op is not None and op.status is OperationStatus.PENDING:
-            step.payment = step.payment.with_timer(
-                Timer(TimerKind.REDRIVE, now + REDRIVE_AFTER, op.seq)
-            )
-            step.execute.append(op.seq)
-        case TimerKind.INQUIRY if op is not None:
-            _unresolved(step, op)
-        case TimerKind.ACTION_TIMEOUT:
-            _action_timeout(step)
-        case TimerKind.AUTHORIZATION_EXPIRY:
-            _authorization_expiry(step)
-        case _:
-            pass
-    compensate(step)
-    return step.decision()
-
-
-def _action_timeout(step: Step) -> None:
-    for op in step.payment.in_flight(OperationKind.AUTHORIZE):
-        if op.status is OperationStatus.ACTION_REQUIRED:
-            step.settle(op, OperationStatus.FAILED, failure_code="authentication_failed")
-            step.payment = replace(step.payment, ending="expired")
-            step.emit(
-                PaymentExpired(
-                    payment_id=step.payment.payment_id,
-                    stage="action_required",
-                    expired_at=step.now,
-                ),
-                op.command_key,
-            )
-
-
-def _authorization_expiry(step: Step) -> None:
-    payment = step.payment
-    if payment.capturable == 0:
-        return
-    if payment.in_flight(OperationKind.CAPTURE, OperationKind.VOID, OperationKind.AUTHORIZE):
-        step.payment = payment.with_timer(
-            Timer(TimerKind.AUTHORIZATION_EXPIRY, step.now + EXPIRY_RETRY)
-        )
-        return
-    if payment.policy.expiry is ExpiryPolicy.AUTO_VOID:
-        pending(
-            step,
-            OperationKind.VOID,
-            payment.capturable,
-            origin="expiry",
-            reason="expired",
-            target=payment.authorization_reference,
-        )
-        return
-    if payment.captured == 0:
-        step.payment = replace(payment, ending="expired")
-    else:
-        step.payment = replace(payment, capture_final=True)
-    step.emit(
-        PaymentExpired(payment_id=payment.payment_id, stage="authorized", expired_at=step.now),
-        None,
-    )
-
-
-def operator(
-    payment: Payment, message: OperatorResolved | RetryCompensation, now: datetime
-) -> Decision:
-    """Apply an operator's decision about an operation, or retry a failed cancellation."""
-    if isinstance(message, RetryCompensation):
-        cancellation = payment.cancellation
-        if cancellation is None or not cancellation.failed:
-            return refuse(payment, "invalid_state", "no failed cancellation to retry")
-        step = Step(
-            replace(payment, cancellation=replace(cancellation, failed=False), attention=None),
-            now,
-            "operator_retry_compensation",
-        )
-        compensate(step)
-        return step.decision()
-    op = payment.operation(message.seq)
-    if op is None or not op.in_flight:
-        return refuse(payment, "invalid_state", f"operation #{message.seq} has no open outcome")
-    if message.succeeded and message.reference is None and op.kind is not OperationKind.VOID:
-        return refuse(payment, "invalid_state", "a successful outcome needs the vendor reference")
-    cleared = replace(payment, attention=None)
-    outcome: Outcome = (
-        Succeeded(message.seq, message.reference or op.target or "", op.amount)
-        if message.succeeded
-        else Declined(message.seq, "other", message.note)
-    )
-    decision = apply(cleared, outcome, now)
-    return replace(decision, cause="operator_resolved")

@@ -216,6 +216,9 @@ async def _drop_and_archive(
     await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     await conn.execute(f"DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}")
     await conn.execute(
+        "DELETE FROM payments_central.saga_wakeups WHERE tenant_id = $1", tenant.tenant_id
+    )
+    await conn.execute(
         "UPDATE payments_central.vendor_attachments SET enabled = false,"
         " secrets_destroy_after = $2, updated_at = $3 WHERE tenant_id = $1",
         tenant.tenant_id,

@@ -123,12 +123,7 @@ async def test_in_doubt_never_fails_over(payments: Payments) -> None:
 
 async def test_try_next_fails_over_by_precedence(payments: Payments) -> None:
     """A refusal in the try-next set moves the authorization to the next processor."""
-    paypal = default_capabilities(Processor.PAYPAL)
-    payments.fakes[Processor.PAYPAL] = FakeProcessor(
-        Processor.PAYPAL,
-        clock=payments.clock,
-        capabilities=replace(paypal, payment_method_types=frozenset({"card", "paypal"})),
-    )
+    card_paypal(payments)
     payments.fakes[Processor.STRIPE].script(AUTHORIZE, TryNext("currency_not_supported"))
     await payments.send(authorize("p5", method="card"))
     row = await payments.row("p5")
@@ -276,20 +271,27 @@ async def test_database_refuses_leaving_a_terminal_state(payments: Payments) -> 
             )
 
 
-async def test_a_5xx_storm_opens_the_breaker_and_routing_moves_on(payments: Payments) -> None:
-    """Under a Stripe 5xx storm the breaker opens and new payments go to PayPal by precedence."""
+def card_paypal(payments: Payments) -> None:
+    """Let the fake PayPal take cards too, so that it can stand in for Stripe."""
     paypal = default_capabilities(Processor.PAYPAL)
     payments.fakes[Processor.PAYPAL] = FakeProcessor(
         Processor.PAYPAL,
         clock=payments.clock,
         capabilities=replace(paypal, payment_method_types=frozenset({"card", "paypal"})),
     )
+
+
+async def test_a_5xx_storm_opens_the_breaker_and_routing_moves_on(payments: Payments) -> None:
+    """Under a Stripe 5xx storm the breaker opens and new payments go to PayPal by precedence.
+
+    Payments whose requests may have reached Stripe stay with Stripe (pending, same key).
+    """
+    card_paypal(payments)
     stripe = payments.fakes[Processor.STRIPE]
     stripe.storm(100)
     with structlog.testing.capture_logs() as logs:
-        await payments.send(authorize("s1"))
-        await payments.send(authorize("s2"))
-        await payments.send(authorize("s3"))
+        for payment_id in ("s1", "s2", "s3", "s4"):
+            await payments.send(authorize(payment_id))
     assert payments.services.breakers.is_open(payments.tenant, Processor.STRIPE)
     opened = [
         log
@@ -297,8 +299,68 @@ async def test_a_5xx_storm_opens_the_breaker_and_routing_moves_on(payments: Paym
         if log["event"] == "circuit_breaker_state_changed" and log["to_state"] == "open"
     ]
     assert [(log["processor"], log["tenant_id"]) for log in opened] == [("stripe", payments.tenant)]
-    assert await payments.state("s1") == "authorizing"  # 5xx: retried later, same key
-    for payment_id in ("s2", "s3"):
+    for payment_id in ("s1", "s2"):
+        row = await payments.row(payment_id)
+        assert (row["state"], row["processor"]) == ("authorizing", None)
+    for payment_id in ("s3", "s4"):
         row = await payments.row(payment_id)
         assert (row["state"], row["processor"]) == ("authorized", "paypal")
     assert stripe.applied(AUTHORIZE) == 0
+
+
+async def test_refused_connections_fail_over_at_once(payments: Payments) -> None:
+    """When Stripe refuses connections nothing was sent, so the authorization moves to PayPal."""
+    card_paypal(payments)
+    payments.fakes[Processor.STRIPE].storm(3, connect_error=True)
+    await payments.send(authorize("c1"))
+    row = await payments.row("c1")
+    assert (row["state"], row["processor"]) == ("authorized", "paypal")
+
+
+async def test_a_sent_request_never_fails_over(payments: Payments) -> None:
+    """A 5xx, then refused connections: the 5xx may have applied, so PayPal is never tried."""
+    card_paypal(payments)
+    stripe = payments.fakes[Processor.STRIPE]
+    stripe.storm(3)
+    await payments.send(authorize("c2"))
+    stripe.storm(3, connect_error=True)
+    payments.advance(timedelta(seconds=90))
+    assert await payments.fire_timers() == 1
+    assert await payments.state("c2") == "authorizing"
+    assert payments.fakes[Processor.PAYPAL].calls == ()
+
+
+async def test_a_tenant_not_served_does_not_stall_other_tenants_timers(
+    payments: Payments, tenant_migrations: tuple[Migration, ...], tenant_ids: Callable[[], str]
+) -> None:
+    """A tenant gone offboarding with timers due is skipped; other tenants' timers still fire."""
+    other = await make_payments(
+        payments.db, await provisioned(payments.db, tenant_migrations, tenant_ids())
+    )
+    payments.fakes[Processor.STRIPE].script(AUTHORIZE, TimeoutAfterApply())
+    other.fakes[Processor.STRIPE].script(AUTHORIZE, TimeoutAfterApply())
+    await payments.send(authorize("t1"))
+    await other.send(authorize("t2"))
+    async with payments.db.connection() as conn:
+        await conn.execute(
+            "UPDATE payments_central.tenant_schema_registry SET status = 'offboarding',"
+            " soft_deleted_at = now() WHERE tenant_id = $1",
+            payments.tenant,
+        )
+    other.advance(timedelta(minutes=1))
+    fired = await other.services.timers.run_once([payments.tenant, other.tenant])
+    assert fired == 1
+    assert await other.state("t2") == "authorized"
+
+
+async def test_two_copies_of_a_capture_at_once_capture_once_and_refuse_nothing(
+    payments: Payments,
+) -> None:
+    """The same capture delivered twice concurrently (new ce-ids): one capture, no rejection."""
+    await payments.send(authorize("p15"))
+    command = capture("p15")
+    await asyncio.gather(payments.send(command), payments.send(command))
+    names = await payments.event_names("p15")
+    assert "command.rejected" not in names
+    assert names[:2] == ["payment.authorized", "payment.captured"]
+    assert payments.fakes[Processor.STRIPE].applied(OperationKind.CAPTURE) == 1
