@@ -104,6 +104,7 @@ class PaymentCommands:
                 ConcurrentUpdateError,
                 asyncpg.UniqueViolationError,
                 asyncpg.SerializationError,
+                asyncpg.DeadlockDetectedError,
             ):
                 if attempt == TRANSACTION_ATTEMPTS:
                     raise

@@ -83,6 +83,9 @@ _UPSERT_TIMER: Final = """
 INSERT INTO saga_timers (payment_id, kind, seq, due_at) VALUES ($1, $2, $3, $4)
 ON CONFLICT (payment_id, kind, seq) DO UPDATE SET due_at = excluded.due_at, lease_until = NULL
 """
+_WAKEUP_SHARE: Final = """
+SELECT due_at FROM payments_central.saga_wakeups WHERE tenant_id = $1 FOR KEY SHARE
+"""
 _WAKEUP: Final = """
 INSERT INTO payments_central.saga_wakeups AS w (tenant_id, due_at) VALUES ($1, $2)
 ON CONFLICT (tenant_id) DO UPDATE SET due_at = least(w.due_at, excluded.due_at)
@@ -315,7 +318,21 @@ async def _save_timers(
     added = [(after.payment_id, t.kind.value, t.seq, t.due_at) for t in new - old]
     if added:
         await tx.conn.executemany(_UPSERT_TIMER, added)
-        await tx.conn.execute(_WAKEUP, context.tenant_id, min(t.due_at for t in new - old))
+        await _wake_by(tx, context.tenant_id, min(t.due_at for t in new - old))
+
+
+async def _wake_by(tx: TenantTransaction, tenant_id: str, due_at: datetime) -> None:
+    """Make sure the timer loop visits the tenant by ``due_at``.
+
+    The tenant's wake-up row is shared by all its sagas, so it is only written when it
+    must move earlier; otherwise a key-share lock is enough. That lock keeps the loop
+    (which recomputes the row under FOR UPDATE) waiting until this transaction's timers
+    are committed and visible to it, so no wake-up is lost, and it does not make
+    concurrent sagas wait for one another.
+    """
+    current = await tx.conn.fetchval(_WAKEUP_SHARE, tenant_id)
+    if current is None or current > due_at:
+        await tx.conn.execute(_WAKEUP, tenant_id, due_at)
 
 
 async def save_events(  # noqa: PLR0913 (replays pass their own ids by keyword)
