@@ -14,7 +14,7 @@ from typing import Final
 import asyncpg
 import structlog
 
-from handlers.executor import OperationExecutor
+from handlers.executor import OperationExecutor, Send, count_sends
 from handlers.idempotency import check_key, first_delivery, record_key, replay
 from handlers.ports import TenantPorts
 from handlers.saga_store import ConcurrentUpdateError, SaveContext, load, save
@@ -125,7 +125,7 @@ class PaymentCommands:
 
     async def _transact(
         self, received: Received, routes: tuple[Processor, ...] | None
-    ) -> tuple[int, ...]:
+    ) -> tuple[Send, ...]:
         command = received.command
         now = self._clock()
         context = SaveContext(received.tenant_id, now, received.dedupe_id)
@@ -162,9 +162,9 @@ class PaymentCommands:
                 rejection = decision.rejection
                 await _reject(tx, received, rejection.reason, rejection.detail, now)
                 return ()
-            await save(tx, before, decision, context)
+            stored = await save(tx, before, decision, context)
             await record_key(tx, command, received.dedupe_id, now)
-        return decision.execute
+            return await count_sends(tx, stored, decision.execute, now)
 
 
 async def _saga_message(

@@ -18,8 +18,9 @@ Outcomes, by what the processor said:
   ``MAX_SEND_ROUNDS`` times: then ``Declined`` with ``retryable``, since nothing took effect.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Final
 
 import asyncpg
@@ -72,16 +73,16 @@ from sagas.messages import (
 from sagas.model import Operation, OperationKind, OperationStatus, Payment, TimerKind, operation_key
 from schemas.clock import Clock
 from schemas.money import Money
-from tenancy.db import Database
+from tenancy.db import Database, TenantTransaction
 
 _log = structlog.get_logger(__name__)
 Request = AuthorizeRequest | CaptureRequest | VoidRequest | RefundRequest
 MAX_SEND_ROUNDS: Final = 5
 APPLY_ATTEMPTS: Final = 5
-_COUNT_ATTEMPT: Final = """
+_COUNT_ATTEMPTS: Final = """
 UPDATE payment_operations SET attempts = attempts + 1, updated_at = $3
- WHERE payment_id = $1 AND seq = $2 AND status = 'pending'
-RETURNING attempts, sent
+ WHERE payment_id = $1 AND seq = ANY($2::integer[]) AND status = 'pending'
+RETURNING seq, attempts, sent
 """
 _MARK_SENT: Final = """
 UPDATE payment_operations SET sent = true WHERE payment_id = $1 AND seq = $2 AND NOT sent
@@ -99,6 +100,38 @@ class RetryPolicy:
     total_seconds: float = 20.0
     initial_seconds: float = 0.2
     max_seconds: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """An operation to send, its attempt counted in the transaction that read it."""
+
+    payment: Payment
+    op: Operation
+    rounds: int
+    """Sends of this operation so far, this one included."""
+    sent: bool
+    """Whether an earlier send may have reached the vendor."""
+
+
+async def count_sends(
+    tx: TenantTransaction, payment: Payment | None, seqs: Iterable[int], now: datetime
+) -> tuple[Send, ...]:
+    """Count one more send of each still-pending operation in ``seqs``, in ``tx``.
+
+    The transaction that decides to send an operation counts the attempt itself, so
+    sending needs no transaction of its own.
+    """
+    wanted = list(seqs)
+    if payment is None or not wanted:
+        return ()
+    rows = await tx.conn.fetch(_COUNT_ATTEMPTS, payment.payment_id, wanted, now)
+    counted = {row["seq"]: row for row in rows}
+    return tuple(
+        Send(payment, op, counted[seq]["attempts"], counted[seq]["sent"])
+        for seq in wanted
+        if seq in counted and (op := payment.operation(seq)) is not None
+    )
 
 
 @dataclass(slots=True)
@@ -126,12 +159,15 @@ class OperationExecutor:
         self._clock = clock
         self._retry = retry
 
-    async def run(self, tenant_id: str, payment_id: str, seqs: tuple[int, ...]) -> None:
-        """Send each operation in ``seqs`` and apply outcomes until nothing is left to send."""
-        queue = list(seqs)
+    async def run(self, tenant_id: str, payment_id: str, work: Iterable[int | Send]) -> None:
+        """Send each operation (a seq, or a counted ``Send``); apply outcomes until done."""
+        queue = list(work)
         while queue:
-            seq = queue.pop(0)
-            outcome = await self._send(tenant_id, payment_id, seq)
+            item = queue.pop(0)
+            if isinstance(item, Send):
+                outcome = await self._send_counted(tenant_id, item)
+            else:
+                outcome = await self._send(tenant_id, payment_id, item)
             if outcome is not None:
                 queue.extend(await self.apply(tenant_id, payment_id, outcome))
 
@@ -143,8 +179,8 @@ class OperationExecutor:
         *,
         fired: tuple[TimerKind, int] | None = None,
         message_id: str | None = None,
-    ) -> tuple[int, ...]:
-        """Apply ``message`` to the payment in a tenant transaction; returns seqs to send.
+    ) -> tuple[Send, ...]:
+        """Apply ``message`` to the payment in a tenant transaction; returns what to send.
 
         ``fired`` names the timer that caused the message: it is removed if the saga left
         it in place, so a timer fires once.
@@ -169,7 +205,7 @@ class OperationExecutor:
         message: Message,
         fired: tuple[TimerKind, int] | None,
         message_id: str | None,
-    ) -> tuple[int, ...]:
+    ) -> tuple[Send, ...]:
         now = self._clock()
         async with self._db.tenant_transaction(tenant_id) as tx:
             before = await load(tx, payment_id)
@@ -181,7 +217,8 @@ class OperationExecutor:
                 stale = next((t for t in before.timers if (t.kind, t.seq) == fired), None)
                 if stale is not None and stale in after.timers:
                     decision = replace(decision, payment=after.without_timer(*fired))
-            await save(tx, before, decision, SaveContext(tenant_id, now, message_id))
+            stored = await save(tx, before, decision, SaveContext(tenant_id, now, message_id))
+            sends = await count_sends(tx, stored, decision.execute, now)
         if decision.payment is not None and decision.payment.state != before.state:
             _log.info(
                 "payment_transitioned",
@@ -190,21 +227,21 @@ class OperationExecutor:
                 to_state=decision.payment.state,
                 cause=decision.cause,
             )
-        return decision.execute
+        return sends
 
-    async def _send(  # noqa: PLR0911 (one return per kind of outcome)
-        self, tenant_id: str, payment_id: str, seq: int
-    ) -> Outcome | None:
+    async def _send(self, tenant_id: str, payment_id: str, seq: int) -> Outcome | None:
+        """Count and send operation ``seq`` of the payment, if it is still pending."""
         now = self._clock()
         async with self._db.tenant_transaction(tenant_id) as tx:
-            payment = await load(tx, payment_id)
-            op = None if payment is None else payment.operation(seq)
-            if payment is None or op is None or op.status is not OperationStatus.PENDING:
-                return None
-            counted = await tx.conn.fetchrow(_COUNT_ATTEMPT, payment_id, seq, now)
-        if counted is None:
-            return None  # settled since it was read: nothing to send
-        rounds, sent_before = counted["attempts"], counted["sent"]
+            sends = await count_sends(tx, await load(tx, payment_id), (seq,), now)
+        return await self._send_counted(tenant_id, sends[0]) if sends else None
+
+    async def _send_counted(
+        self, tenant_id: str, send: Send
+    ) -> Outcome | None:
+        """Send a counted operation, retrying with its key; the outcome for the saga."""
+        payment, op, rounds, sent_before = send.payment, send.op, send.rounds, send.sent
+        payment_id, seq = payment.payment_id, op.seq
         key = operation_key(tenant_id, payment_id, op.kind, op.seq)
         log = _log.bind(payment_id=payment_id, seq=seq, kind=op.kind, processor=op.processor)
         record = SendRecord(sent=sent_before)

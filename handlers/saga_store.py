@@ -42,17 +42,22 @@ from tenancy.db import TenantTransaction
 EVENT_NAMESPACE: Final = uuid.UUID("0c7f7f4e-4a55-4c39-9d1e-6b6a1d0f3e21")
 
 _PAYMENT: Final = """
-SELECT payment_id, state, currency, amount_minor, authorized_minor, captured_minor,
-       refunded_minor, processor, version, processor_reference, authorization_expires_at,
-       attention, saga
-  FROM payments WHERE payment_id = $1 FOR UPDATE
+SELECT p.payment_id, p.state, p.currency, p.amount_minor, p.authorized_minor,
+       p.captured_minor, p.refunded_minor, p.processor, p.version, p.processor_reference,
+       p.authorization_expires_at, p.attention, p.saga,
+       (SELECT coalesce(json_agg(json_build_object(
+                   'seq', o.seq, 'kind', o.kind, 'processor', o.processor,
+                   'amount_minor', o.amount_minor, 'status', o.status, 'origin', o.origin,
+                   'command_key', o.command_key, 'final', o.final, 'reason', o.reason,
+                   'vendor_reference', o.vendor_reference,
+                   'target_reference', o.target_reference, 'failure_code', o.failure_code,
+                   'inquiries', o.inquiries) ORDER BY o.seq), '[]')
+          FROM payment_operations AS o WHERE o.payment_id = p.payment_id) AS operations,
+       (SELECT coalesce(json_agg(json_build_object(
+                   'kind', t.kind, 'seq', t.seq, 'due_at', t.due_at)), '[]')
+          FROM saga_timers AS t WHERE t.payment_id = p.payment_id) AS timers
+  FROM payments AS p WHERE p.payment_id = $1 FOR UPDATE OF p
 """
-_OPERATIONS: Final = """
-SELECT seq, kind, processor, amount_minor, status, origin, command_key, final, reason,
-       vendor_reference, target_reference, failure_code, inquiries
-  FROM payment_operations WHERE payment_id = $1 ORDER BY seq
-"""
-_TIMERS: Final = "SELECT kind, seq, due_at FROM saga_timers WHERE payment_id = $1"
 _INSERT_PAYMENT: Final = """
 INSERT INTO payments (payment_id, state, currency, amount_minor, authorized_minor,
                       captured_minor, refunded_minor, processor, version, capture_mode,
@@ -115,12 +120,15 @@ class SaveContext:
 
 
 async def load(tx: TenantTransaction, payment_id: str) -> Payment | None:
-    """The payment with its operations and timers, row-locked; None if there is none."""
+    """The payment with its operations and timers, row-locked; None if there is none.
+
+    One round trip: operations and timers come along as JSON arrays.
+    """
     row = await tx.conn.fetchrow(_PAYMENT, payment_id)
     if row is None:
         return None
-    operations = await tx.conn.fetch(_OPERATIONS, payment_id)
-    timers = await tx.conn.fetch(_TIMERS, payment_id)
+    operations = json.loads(row["operations"])
+    timers = json.loads(row["timers"])
     saga: dict[str, Any] = json.loads(row["saga"])
     cancellation = saga.get("cancellation")
     return Payment(
@@ -145,14 +153,17 @@ async def load(tx: TenantTransaction, payment_id: str) -> Payment | None:
         ending=saga.get("ending"),
         authorization_expires_at=row["authorization_expires_at"],
         operations=tuple(_operation(op) for op in operations),
-        timers=tuple(Timer(TimerKind(t["kind"]), t["due_at"], t["seq"]) for t in timers),
+        timers=tuple(
+            Timer(TimerKind(t["kind"]), datetime.fromisoformat(t["due_at"]), t["seq"])
+            for t in timers
+        ),
         cancellation=None if cancellation is None else Cancellation(**cancellation),
         attention=row["attention"],
         version=row["version"],
     )
 
 
-def _operation(row: Any) -> Operation:  # noqa: ANN401 (an asyncpg Record)
+def _operation(row: dict[str, Any]) -> Operation:
     return Operation(
         seq=row["seq"],
         kind=OperationKind(row["kind"]),
