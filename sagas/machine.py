@@ -121,14 +121,14 @@ def _busy(payment: Payment) -> str | None:
 
 
 def _amount(payment: Payment, asked: Money | None, limit: int, what: str) -> int | str:
-    """The amount in minor units, or why it cannot be used."""
+    """The amount in minor units, or why it cannot be used (``what``: capture or refund)."""
     if asked is None:
         return limit if limit > 0 else f"nothing left to {what}"
     if asked.currency != payment.currency:
         return f"the payment is in {payment.currency}, not {asked.currency}"
     if asked.minor > limit:
         shown = Money(minor=limit, currency=payment.currency).to_decimal_string()
-        return f"at most {shown} {payment.currency} can be {what}d now"
+        return f"at most {shown} {payment.currency} can be {what.removesuffix('e')}ed now"
     return asked.minor
 
 

@@ -46,6 +46,20 @@ _VOID_REASONS = frozenset({"requested_by_customer", "duplicate", "fraudulent", "
 Outcome = Succeeded | ActionNeeded | Declined | InDoubt | Unresolved | NotReceived
 
 
+def flag(payment: Payment, note: str) -> Payment:
+    """``payment`` with ``note`` added to what an operator must look at."""
+    notes = note if payment.attention is None else f"{payment.attention} | {note}"
+    return replace(payment, attention=notes[:1000])
+
+
+def unflag(payment: Payment, seq: int) -> Payment:
+    """``payment`` without the notes about operation ``seq`` (its outcome is now known)."""
+    if payment.attention is None:
+        return payment
+    kept = [note for note in payment.attention.split(" | ") if f" #{seq}" not in note]
+    return replace(payment, attention=" | ".join(kept) or None)
+
+
 def apply(payment: Payment, outcome: Outcome, now: datetime) -> Decision:
     """Apply a processor's answer (or an inquiry's finding) to one operation."""
     op = payment.operation(outcome.seq)
@@ -54,10 +68,10 @@ def apply(payment: Payment, outcome: Outcome, now: datetime) -> Decision:
     step = Step(payment, now, f"{op.kind}_{type(outcome).__name__.lower()}")
     if not op.in_flight:
         if isinstance(outcome, Succeeded) and op.status is OperationStatus.FAILED:
-            step.payment = replace(
+            step.payment = flag(
                 payment,
-                attention=f"the processor reports {op.kind} #{op.seq} succeeded after it was "
-                "settled as failed: check the vendor and give the money back by hand",
+                f"the processor reports {op.kind} #{op.seq} succeeded after it was settled as "
+                "failed: check the vendor and give the money back by hand",
             )
             return step.decision()
         return Decision(payment, cause="ignored")
@@ -92,13 +106,14 @@ def _succeeded(step: Step, op: Operation, outcome: Succeeded) -> None:
         asked, told = step.money(op.amount), step.money(outcome.amount)
         _closing(step, op)
         step.put(replace(op, status=OperationStatus.IN_DOUBT, reference=outcome.reference))
-        step.payment = replace(
+        step.payment = flag(
             step.payment,
-            attention=f"{op.kind} #{op.seq}: asked {asked.to_decimal_string()}, the processor "
-            f"reports {told.to_decimal_string()} {told.currency}; resolve it by hand",
+            f"{op.kind} #{op.seq}: asked {asked.to_decimal_string()}, the processor reports "
+            f"{told.to_decimal_string()} {told.currency}; resolve it by hand",
         )
         return
     _closing(step, op)
+    step.payment = unflag(step.payment, op.seq)
     op = step.settle(op, OperationStatus.SUCCEEDED, reference=outcome.reference)
     match op.kind:
         case OperationKind.AUTHORIZE:
@@ -233,12 +248,14 @@ def _refunded(step: Step, op: Operation) -> None:
 
 
 def _action_needed(step: Step, op: Operation, outcome: ActionNeeded) -> None:
-    if op.kind is not OperationKind.AUTHORIZE:
-        return
+    if op.kind is not OperationKind.AUTHORIZE or op.status is OperationStatus.ACTION_REQUIRED:
+        return  # already waiting for the customer: a repeat changes nothing
     _closing(step, op)
     step.put(replace(op, status=OperationStatus.ACTION_REQUIRED, reference=outcome.reference))
     expires_at = step.now + step.payment.policy.action_timeout
     step.payment = step.payment.with_timer(Timer(TimerKind.ACTION_TIMEOUT, expires_at))
+    if step.payment.cancellation is not None:
+        return  # being cancelled: the attempt is abandoned in this same step
     step.emit(
         PaymentActionRequired(
             payment_id=step.payment.payment_id,
@@ -251,7 +268,9 @@ def _action_needed(step: Step, op: Operation, outcome: ActionNeeded) -> None:
 
 
 def _declined(step: Step, op: Operation, outcome: Declined) -> None:
+    was_pending = op.status is OperationStatus.PENDING
     _closing(step, op)
+    step.payment = unflag(step.payment, op.seq)
     op = step.settle(op, OperationStatus.FAILED, failure_code=outcome.code)
     payment = step.payment
     common = {
@@ -264,7 +283,8 @@ def _declined(step: Step, op: Operation, outcome: Declined) -> None:
         case OperationKind.AUTHORIZE:
             tried = {o.processor for o in payment.operations if o.kind is OperationKind.AUTHORIZE}
             untried = [p for p in payment.candidates if p not in tried]
-            if outcome.try_next and untried and payment.cancellation is None:
+            # Only a request refused as it was sent may move on; never one that was in doubt.
+            if outcome.try_next and was_pending and untried and payment.cancellation is None:
                 pending(
                     step,
                     OperationKind.AUTHORIZE,
@@ -286,6 +306,12 @@ def _declined(step: Step, op: Operation, outcome: Declined) -> None:
             )
         case OperationKind.VOID:
             _compensation_failed(step, op)
+            if op.origin == "expiry":
+                step.payment = flag(
+                    step.payment,
+                    f"void #{op.seq} before the authorization lapses was refused "
+                    f"({outcome.code}): capture or release it by hand",
+                )
             if op.amount > 0:
                 step.emit(
                     PaymentVoidFailed(**common, amount=step.money(op.amount)),
@@ -303,10 +329,9 @@ def _compensation_failed(step: Step, op: Operation) -> None:
     cancellation = step.payment.cancellation
     if op.origin != "cancel" or cancellation is None or op.amount == 0:
         return
-    step.payment = replace(
-        step.payment,
-        cancellation=replace(cancellation, failed=True),
-        attention=f"cancellation failed: {op.kind} #{op.seq} was refused ({op.failure_code}); "
+    step.payment = flag(
+        replace(step.payment, cancellation=replace(cancellation, failed=True)),
+        f"cancellation failed: {op.kind} #{op.seq} was refused ({op.failure_code}); "
         "retry it or settle it by hand",
     )
 
@@ -332,15 +357,19 @@ def unresolved(step: Step, op: Operation) -> None:
             Timer(TimerKind.INQUIRY, step.now + INQUIRY_SCHEDULE[made], op.seq)
         )
         return
-    step.payment = replace(
+    step.payment = flag(
         step.payment.without_timer(TimerKind.INQUIRY, op.seq),
-        attention=f"{op.kind} #{op.seq} is still in doubt after {made} status inquiries: "
+        f"{op.kind} #{op.seq} is still in doubt after {made} status inquiries: "
         "reconcile it and resolve it by hand",
     )
 
 
 def _not_received(step: Step, op: Operation) -> None:
     if op.status is not OperationStatus.IN_DOUBT:
+        return
+    if step.payment.cancellation is not None and op.kind is OperationKind.AUTHORIZE:
+        # Never received and no longer wanted: it ends here rather than being sent again.
+        _declined(step, op, Declined(op.seq, "other", "cancelled before the processor had it"))
         return
     _closing(step, op)
     step.put(replace(op, status=OperationStatus.PENDING))
