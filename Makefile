@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test lint types imports contracts pytest bench-migrate clean bench-relay
+.PHONY: run test lint types imports contracts pytest bench-migrate clean bench-relay bench-sagas
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ pytest: $(STAMP)
 
 bench-relay: $(STAMP)
 	$(BIN)/python -m bench.relay
+
+bench-sagas: $(STAMP)
+	$(BIN)/python -m bench.sagas
 
 bench-migrate: $(STAMP)
 	$(BIN)/python -m bench.migrate_all

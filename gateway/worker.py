@@ -2,6 +2,7 @@
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 import structlog
@@ -24,15 +25,31 @@ _log = structlog.get_logger(__name__)
 DEFAULT_MAX_IN_FLIGHT: Final = 200
 
 
-def tenant_check(db: Database) -> TenantCheck:
-    """A check that a tenant is registered and served, for the consumer."""
+TENANT_CHECK_TTL: Final = timedelta(seconds=5)
+
+
+def tenant_check(db: Database, clock: Clock) -> TenantCheck:
+    """A check that a tenant is registered and served, for the consumer.
+
+    A served tenant is remembered for ``TENANT_CHECK_TTL``: the check runs for every
+    message, and the tenant transaction checks the status again anyway.
+    """
+    served: dict[str, datetime] = {}
 
     async def check(tenant_id: str) -> str | None:
+        now = clock()
+        seen = served.get(tenant_id)
+        if seen is not None and now - seen < TENANT_CHECK_TTL:
+            return None
         async with db.connection() as conn:
             tenant = await find_tenant(conn, tenant_id)
         if tenant is None:
             return "unknown"
-        return None if tenant.status in SERVING_STATUSES else str(tenant.status)
+        if tenant.status not in SERVING_STATUSES:
+            served.pop(tenant_id, None)
+            return str(tenant.status)
+        served[tenant_id] = now
+        return None
 
     return check
 
@@ -70,7 +87,7 @@ class Worker:
             router=self.router,
             publisher=self.publisher,
             topology=self.topology,
-            tenants=tenant_check(self.db),
+            tenants=tenant_check(self.db, self.clock),
             reject=outbox_rejections(self.db),
             clock=self.clock,
             source=SOURCE,
