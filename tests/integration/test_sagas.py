@@ -364,3 +364,17 @@ async def test_two_copies_of_a_capture_at_once_capture_once_and_refuse_nothing(
     assert "command.rejected" not in names
     assert names[:2] == ["payment.authorized", "payment.captured"]
     assert payments.fakes[Processor.STRIPE].applied(OperationKind.CAPTURE) == 1
+
+
+async def test_a_timer_fires_once_across_two_workers(payments: Payments) -> None:
+    """Two workers' timer loops racing over the same due inquiry make one inquiry between them."""
+    stripe = payments.fakes[Processor.STRIPE]
+    stripe.script(AUTHORIZE, TimeoutAfterApply())
+    await payments.send(authorize("p16"))
+    other = rebuild(payments)
+    payments.advance(timedelta(minutes=1))
+    fired = await asyncio.gather(payments.fire_timers(), other.fire_timers())
+    assert sorted(fired) == [0, 1]
+    inquiries = [call for call in stripe.calls if isinstance(call, InquiryRequest)]
+    assert len(inquiries) == 1
+    assert await payments.state("p16") == "authorized"
