@@ -236,9 +236,7 @@ class OperationExecutor:
             sends = await count_sends(tx, await load(tx, payment_id), (seq,), now)
         return await self._send_counted(tenant_id, sends[0]) if sends else None
 
-    async def _send_counted(
-        self, tenant_id: str, send: Send
-    ) -> Outcome | None:
+    async def _send_counted(self, tenant_id: str, send: Send) -> Outcome | None:
         """Send a counted operation, retrying with its key; the outcome for the saga."""
         payment, op, rounds, sent_before = send.payment, send.op, send.rounds, send.sent
         payment_id, seq = payment.payment_id, op.seq
