@@ -112,3 +112,10 @@ def _json_logs() -> None:
     """Log as the service does (JSON lines, to whatever stdout is at write time), with tracing."""
     configure_logging("info")
     configure_telemetry("tests")
+
+
+@pytest.fixture(autouse=True)
+def _info_logs_after_each_test() -> Iterator[None]:
+    """Put logging back to info after a test that ran a CLI (which sets its own level)."""
+    yield
+    configure_logging("info")

@@ -10,7 +10,6 @@ from typer.testing import CliRunner, Result
 
 from gateway.bootstrap import Overrides
 from gateway.cli.main import build_app
-from gateway.logging import configure_logging
 from tenancy.db import Database
 
 
@@ -37,10 +36,7 @@ class Cli:
     def __call__(self, *args: str) -> Result:
         """Run ``payments-admin-cli *args`` and return its result."""
         app = build_app(Overrides(clock=self.clock))
-        try:
-            return CliRunner(env=self.env).invoke(app, list(args))
-        finally:
-            configure_logging("info")  # the CLI sets its own level; later tests expect info
+        return CliRunner(env=self.env).invoke(app, list(args))
 
 
 @pytest.fixture
