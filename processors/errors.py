@@ -17,6 +17,8 @@ Every error carries the gateway's ``FailureCode``, the vendor's own code for sup
 credential or a customer's payment details.
 """
 
+from typing import Literal
+
 from schemas.events import FailureCode
 
 
@@ -68,3 +70,18 @@ class TryNextError(DeclinedError):
     """Refused by this processor in a way another processor might not refuse."""
 
     code: FailureCode = "processor_error"
+
+
+WebhookRejection = Literal["bad_signature", "stale", "replayed", "malformed", "mismatch"]
+
+
+class WebhookRejected(Exception):  # noqa: N818 (a verdict on a request, not our failure)
+    """A webhook that must not be stored: the endpoint answers 400 and keeps nothing.
+
+    ``reason`` is for logs and metrics; the message never repeats a secret or the body.
+    """
+
+    def __init__(self, reason: WebhookRejection, message: str) -> None:
+        """Reject for ``reason``."""
+        super().__init__(message)
+        self.reason = reason

@@ -21,8 +21,10 @@ import itertools
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import date
 from typing import Literal, TypeVar, cast
 
+from processors import fake_webhooks
 from processors.errors import (
     DeclinedError,
     InDoubtError,
@@ -45,10 +47,18 @@ from processors.port import (
     RefundRequest,
     StillPending,
     VoidRequest,
+    WebhookRequest,
 )
 from schemas.clock import Clock
 from schemas.events import FailureCode
+from schemas.notifications import Notification, VendorTransaction
 from schemas.processors import Processor
+
+_LINE_KINDS: dict[OperationKind, Literal["charge", "capture", "refund"]] = {
+    OperationKind.AUTHORIZE: "charge",
+    OperationKind.CAPTURE: "capture",
+    OperationKind.REFUND: "refund",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +139,13 @@ class FakeProcessor:
         clock: Clock,
         capabilities: Capabilities | None = None,
         latency: float = 0,
+        webhook_secret: str = "whsec_fake",  # noqa: S107 (a test double's own secret)
     ) -> None:
         """A fake of ``processor``; each call takes ``latency`` seconds of simulated work."""
         self._processor = processor
+        self._clock = clock
+        self._webhook_secret = webhook_secret
+        self._history: list[VendorTransaction] = []
         self._capabilities = capabilities or default_capabilities(processor)
         self._latency = latency
         self._ledger = Ledger(processor, self._capabilities, clock, itertools.count(1))
@@ -222,6 +236,35 @@ class FakeProcessor:
             return self._ledger.authorization_outcome(entry.result.reference)
         return cast("InquiryResult", entry.result)
 
+    async def parse_webhook(self, webhook: WebhookRequest) -> Notification:
+        """Verify and parse a webhook signed with this fake's secret."""
+        return fake_webhooks.verify(webhook, self._webhook_secret, self._clock())
+
+    def webhook(self, notification: Notification) -> WebhookRequest:
+        """The signed webhook this fake sends for ``notification`` (for tests and dev)."""
+        return fake_webhooks.sign(notification, self._webhook_secret, self._clock())
+
+    async def list_transactions(self, day: date) -> list[VendorTransaction]:
+        """The operations that took effect on ``day`` (UTC)."""
+        return [entry for entry in self._history if entry.occurred_at.date() == day]
+
+    def _record(self, kind: OperationKind, request: Request, result: object) -> None:
+        if not isinstance(result, Approved):
+            return
+        payment_id = request.payment_id if isinstance(request, AuthorizeRequest) else None
+        line_kind = _LINE_KINDS.get(kind, "other")
+        self._history.append(
+            VendorTransaction(
+                processor=self._processor,
+                reference=result.reference,
+                kind=line_kind,
+                amount=result.amount,
+                status="succeeded",
+                occurred_at=self._clock(),
+                payment_id=payment_id,
+            )
+        )
+
     async def _arrive(self, request: Request) -> None:
         self._calls.append(request)
         if self._storm:
@@ -260,6 +303,7 @@ class FakeProcessor:
             raise
         entry.done, entry.result = True, result
         self._applied[kind] += 1
+        self._record(kind, request, result)
         if lost:
             raise InDoubtError("read timeout: the operation may have been applied")
         return result

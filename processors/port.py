@@ -7,13 +7,15 @@ to the vendor's format itself. A successful call returns a result; every failure
 ``ProcessorError`` (see ``processors.errors``) whose type says what the caller may do.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal, Protocol
 
 from sagas.model import OperationKind
 from schemas.events import FailureCode
 from schemas.money import Money
+from schemas.notifications import Notification, VendorTransaction
 from schemas.processors import Processor
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "RefundRequest",
     "StillPending",
     "VoidRequest",
+    "WebhookRequest",
 ]
 
 
@@ -173,6 +176,16 @@ class StillPending:
     """An inquiry found the operation still processing at the vendor."""
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """A webhook as it arrived: headers (names lower-cased), the raw body, when, from where."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    received_at: datetime
+    remote_addr: str | None = None
+
+
 OperationResult = Approved | ActionRequired
 InquiryResult = Approved | ActionRequired | Failed | NotFound | StillPending
 
@@ -208,4 +221,12 @@ class PaymentPort(Protocol):
 
     async def inquire(self, request: InquiryRequest) -> InquiryResult:
         """Find out what became of an operation whose response was lost."""
+        ...
+
+    async def parse_webhook(self, webhook: WebhookRequest) -> Notification:
+        """Verify a webhook's signature and normalize it; ``WebhookRejected`` if it fails."""
+        ...
+
+    async def list_transactions(self, day: date) -> list[VendorTransaction]:
+        """The account's transactions of one UTC day, for reconciliation."""
         ...

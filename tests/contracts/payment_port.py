@@ -11,11 +11,18 @@ import itertools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from datetime import timedelta
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import pytest
 
-from processors.errors import DeclinedError, InDoubtError, RetryableError, TryNextError
+from processors.errors import (
+    DeclinedError,
+    InDoubtError,
+    RetryableError,
+    TryNextError,
+    WebhookRejected,
+)
 from processors.port import (
     ActionRequired,
     Approved,
@@ -27,9 +34,13 @@ from processors.port import (
     PaymentPort,
     RefundRequest,
     VoidRequest,
+    WebhookRequest,
 )
 from schemas.events import FailureCode
 from schemas.money import Money
+
+if TYPE_CHECKING:
+    from schemas.notifications import Notification
 
 
 class VendorControl(Protocol):
@@ -57,6 +68,15 @@ class VendorControl(Protocol):
 
     def complete_action(self, reference: str) -> None:
         """The customer completes the action on authorization ``reference``."""
+        ...
+
+    async def webhook_about(
+        self, reference: str, *, age: timedelta = timedelta(0), secret: str | None = None
+    ) -> WebhookRequest:
+        """The signed webhook the vendor sends about the object ``reference``.
+
+        Signed ``age`` ago, with the account's webhook secret, or with ``secret``.
+        """
         ...
 
 
@@ -128,6 +148,15 @@ class Payment:
         """An inquiry about the operation sent with ``key``."""
         return InquiryRequest(kind, key, self.vendor.account, reference, self.money(minor))
 
+    async def settled_reference(self, minor: int = 1000) -> str:
+        """Authorize ``minor`` with the capture the port allows; the authorization's reference."""
+        capture: Literal["manual", "automatic"] = (
+            "manual" if self.port.capabilities.manual_capture else "automatic"
+        )
+        result = await self.port.authorize(self.authorization(minor, capture=capture))
+        assert isinstance(result, Approved)
+        return result.reference
+
     async def authorized(self, minor: int = 1000) -> str:
         """Authorize ``minor`` (manual capture) and return the authorization's reference."""
         result = await self.port.authorize(self.authorization(minor))
@@ -153,7 +182,73 @@ def needs(vendor: PortUnderTest, *capabilities: str) -> None:
         pytest.skip(f"{vendor.port.processor} lacks {', '.join(missing)}")
 
 
-class PaymentPortContract:
+class WebhookContract:
+    """What every port does with webhooks; mixed into ``PaymentPortContract``."""
+
+    async def test_a_signed_webhook_is_verified_and_normalized(
+        self, vendor: PortUnderTest, payment: Payment
+    ) -> None:
+        """The vendor's own webhook about an authorization parses into its notification."""
+        reference = await payment.settled_reference()
+        webhook = await vendor.control.webhook_about(reference)
+
+        notification = await payment.port.parse_webhook(webhook)
+
+        assert notification.processor is payment.port.processor
+        assert reference in {notification.reference, notification.authorization_reference}
+        assert notification.event_id
+
+    async def test_a_tampered_body_is_rejected(
+        self, vendor: PortUnderTest, payment: Payment
+    ) -> None:
+        """One changed byte in the body fails verification."""
+        webhook = await vendor.control.webhook_about(await payment.settled_reference())
+        body = bytearray(webhook.body)
+        body[len(body) // 2] ^= 0x01
+
+        with pytest.raises(WebhookRejected):
+            await payment.port.parse_webhook(replace(webhook, body=bytes(body)))
+
+    async def test_a_stale_webhook_is_rejected(
+        self, vendor: PortUnderTest, payment: Payment
+    ) -> None:
+        """A webhook signed long ago is refused as stale."""
+        reference = await payment.settled_reference()
+        webhook = await vendor.control.webhook_about(reference, age=timedelta(hours=1))
+
+        with pytest.raises(WebhookRejected) as rejected:
+            await payment.port.parse_webhook(webhook)
+        assert rejected.value.reason == "stale"
+
+    async def test_a_webhook_signed_with_another_secret_is_rejected(
+        self, vendor: PortUnderTest, payment: Payment
+    ) -> None:
+        """A signature made with a secret that is not the account's fails verification."""
+        reference = await payment.settled_reference()
+        webhook = await vendor.control.webhook_about(reference, secret="whsec_someone_else")
+
+        with pytest.raises(WebhookRejected):
+            await payment.port.parse_webhook(webhook)
+
+    async def test_a_replayed_webhook_is_refused_or_recognisable(
+        self, vendor: PortUnderTest, payment: Payment
+    ) -> None:
+        """The same webhook twice is refused as a replay, or parses to the same event id."""
+        webhook = await vendor.control.webhook_about(await payment.settled_reference())
+        first = await payment.port.parse_webhook(webhook)
+
+        second: Notification | WebhookRejected
+        try:
+            second = await payment.port.parse_webhook(webhook)
+        except WebhookRejected as rejected:
+            second = rejected
+        if isinstance(second, WebhookRejected):
+            assert second.reason == "replayed"
+        else:
+            assert second.event_id == first.event_id
+
+
+class PaymentPortContract(WebhookContract):
     """Behaviour every ``PaymentPort`` shows; subclasses provide the ``vendor`` fixture."""
 
     @pytest.fixture

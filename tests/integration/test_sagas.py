@@ -3,7 +3,7 @@
 import asyncio
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TypeVar
 
 import asyncpg
@@ -28,8 +28,10 @@ from processors.port import (
     OperationResult,
     RefundRequest,
     VoidRequest,
+    WebhookRequest,
 )
 from sagas.model import OperationKind
+from schemas.notifications import Notification, VendorTransaction
 from schemas.processors import Processor
 from tenancy.db import Database
 from tenancy.migration_files import Migration
@@ -218,6 +220,14 @@ class Hangs:
     async def inquire(self, request: InquiryRequest) -> InquiryResult:
         """Inquire without hanging."""
         return await self._inner.inquire(request)
+
+    async def parse_webhook(self, webhook: WebhookRequest) -> Notification:
+        """Parse as the wrapped processor does."""
+        return await self._inner.parse_webhook(webhook)
+
+    async def list_transactions(self, day: date) -> list[VendorTransaction]:
+        """List as the wrapped processor does."""
+        return await self._inner.list_transactions(day)
 
 
 async def test_worker_killed_after_the_vendor_call(payments: Payments) -> None:

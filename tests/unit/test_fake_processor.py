@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from processors import fake_webhooks
 from processors.errors import DeclinedError, InDoubtError, RetryableError, TryNextError
 from processors.fake import (
     Decline,
@@ -17,9 +18,10 @@ from processors.fake import (
     TryNext,
 )
 from processors.fake_ledger import default_capabilities
-from processors.port import Approved, Failed, OperationKind
+from processors.port import Approved, Failed, OperationKind, WebhookRequest
 from schemas.events import FailureCode
 from schemas.money import Money
+from schemas.notifications import Notification
 from schemas.processors import Processor
 from tests.contracts.payment_port import Payment, PaymentPortContract, PortUnderTest
 from tests.unit.test_caching_secret_store import ManualClock
@@ -28,9 +30,10 @@ from tests.unit.test_caching_secret_store import ManualClock
 class ScriptedControl:
     """``VendorControl`` over the fake's scripts."""
 
-    def __init__(self, fake: FakeProcessor) -> None:
-        """Control ``fake``."""
+    def __init__(self, fake: FakeProcessor, clock: ManualClock) -> None:
+        """Control ``fake``, whose clock is ``clock``."""
         self._fake = fake
+        self._clock = clock
 
     def decline_next(self, kind: OperationKind, code: FailureCode) -> None:
         """Script a decline."""
@@ -56,6 +59,20 @@ class ScriptedControl:
         """Approve the waiting authorization."""
         self._fake.complete_action(reference)
 
+    async def webhook_about(
+        self, reference: str, *, age: timedelta = timedelta(0), secret: str | None = None
+    ) -> WebhookRequest:
+        """The fake's webhook announcing the authorization ``reference``."""
+        notification = Notification(
+            processor=self._fake.processor,
+            event_id=f"evt_{reference}",
+            vendor_type="authorization.created",
+            kind="authorized",
+            reference=reference,
+            occurred_at=self._clock() - age,
+        )
+        return fake_webhooks.sign(notification, secret or "whsec_fake", self._clock() - age)
+
 
 class TestFakeProcessor(PaymentPortContract):
     """The fake of each processor keeps the port contract."""
@@ -64,8 +81,9 @@ class TestFakeProcessor(PaymentPortContract):
     def vendor(self, request: pytest.FixtureRequest) -> PortUnderTest:
         """A fake with that processor's default capabilities."""
         processor: Processor = request.param
-        fake = FakeProcessor(processor, clock=ManualClock())
-        return PortUnderTest(fake, ScriptedControl(fake))
+        clock = ManualClock()
+        fake = FakeProcessor(processor, clock=clock)
+        return PortUnderTest(fake, ScriptedControl(fake, clock))
 
 
 @pytest.fixture
@@ -81,9 +99,9 @@ def stripe(clock: ManualClock) -> FakeProcessor:
 
 
 @pytest.fixture
-def payment(stripe: FakeProcessor) -> Payment:
+def payment(stripe: FakeProcessor, clock: ManualClock) -> Payment:
     """A payment at the fake Stripe."""
-    return Payment(PortUnderTest(stripe, ScriptedControl(stripe)))
+    return Payment(PortUnderTest(stripe, ScriptedControl(stripe, clock)))
 
 
 async def test_replays_are_not_applied_again(stripe: FakeProcessor, payment: Payment) -> None:
@@ -117,7 +135,7 @@ async def test_scripted_outcome_is_consumed_by_new_calls_only(
 async def test_concurrent_calls_with_one_key_apply_once(clock: ManualClock) -> None:
     """Of two concurrent sends of one key, one applies and the other gets a retryable 409."""
     fake = FakeProcessor(Processor.STRIPE, clock=clock, latency=0.001)
-    payment = Payment(PortUnderTest(fake, ScriptedControl(fake)))
+    payment = Payment(PortUnderTest(fake, ScriptedControl(fake, ManualClock())))
     request = payment.authorization(1000)
 
     results = await asyncio.gather(
@@ -133,7 +151,7 @@ async def test_concurrent_calls_with_one_key_apply_once(clock: ManualClock) -> N
 async def test_cancelled_call_frees_its_key(clock: ManualClock) -> None:
     """A call cancelled during the vendor's latency applies nothing; its key works later."""
     fake = FakeProcessor(Processor.STRIPE, clock=clock, latency=0.05)
-    payment = Payment(PortUnderTest(fake, ScriptedControl(fake)))
+    payment = Payment(PortUnderTest(fake, ScriptedControl(fake, ManualClock())))
     request = payment.authorization(1000)
 
     with pytest.raises(TimeoutError):
@@ -207,7 +225,7 @@ async def test_unsupported_currency_is_try_next(
 ) -> None:
     """An authorization in a currency the processor lacks may go to another processor."""
     fake = FakeProcessor(processor, clock=clock)
-    request = Payment(PortUnderTest(fake, ScriptedControl(fake))).authorization(1000)
+    request = Payment(PortUnderTest(fake, ScriptedControl(fake, ManualClock()))).authorization(1000)
     request = replace(request, amount=Money(minor=1000, currency=currency))
 
     with pytest.raises(TryNextError) as refused:
@@ -219,7 +237,7 @@ async def test_unsupported_currency_is_try_next(
 async def test_hesabpay_charges_at_once_and_cannot_refund(clock: ManualClock) -> None:
     """A manual-capture authorization at HesabPay is captured at once; refunds are refused."""
     fake = FakeProcessor(Processor.HESABPAY, clock=clock)
-    payment = Payment(PortUnderTest(fake, ScriptedControl(fake)))
+    payment = Payment(PortUnderTest(fake, ScriptedControl(fake, ManualClock())))
 
     result = await fake.authorize(payment.authorization(1000, capture="manual"))
     assert isinstance(result, Approved)
@@ -242,7 +260,7 @@ async def test_authorization_expires_after_the_processor_hold(
     fake = FakeProcessor(processor, clock=clock)
 
     result = await fake.authorize(
-        Payment(PortUnderTest(fake, ScriptedControl(fake))).authorization()
+        Payment(PortUnderTest(fake, ScriptedControl(fake, ManualClock()))).authorization()
     )
 
     assert isinstance(result, Approved)
@@ -317,7 +335,7 @@ async def test_partial_capture_is_refused_without_the_capability(clock: ManualCl
     """A processor without partial capture refuses to capture less than the whole amount."""
     capabilities = replace(default_capabilities(Processor.STRIPE), partial_capture=False)
     fake = FakeProcessor(Processor.STRIPE, clock=clock, capabilities=capabilities)
-    payment = Payment(PortUnderTest(fake, ScriptedControl(fake)))
+    payment = Payment(PortUnderTest(fake, ScriptedControl(fake, ManualClock())))
     reference = await payment.authorized(1000)
 
     with pytest.raises(DeclinedError) as refused:
