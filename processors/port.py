@@ -7,10 +7,12 @@ to the vendor's format itself. A successful call returns a result; every failure
 ``ProcessorError`` (see ``processors.errors``) whose type says what the caller may do.
 """
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal, Protocol
+
+from pydantic import SecretStr
 
 from sagas.model import OperationKind
 from schemas.events import FailureCode
@@ -24,6 +26,7 @@ __all__ = [
     "AuthorizeRequest",
     "Capabilities",
     "CaptureRequest",
+    "CredentialSource",
     "Failed",
     "InquiryRequest",
     "InquiryResult",
@@ -34,6 +37,7 @@ __all__ = [
     "PaymentPort",
     "RefundRequest",
     "StillPending",
+    "VendorCredentials",
     "VoidRequest",
     "WebhookRequest",
 ]
@@ -174,6 +178,25 @@ class NotFound:
 @dataclass(frozen=True, slots=True)
 class StillPending:
     """An inquiry found the operation still processing at the vendor."""
+
+
+@dataclass(frozen=True, slots=True)
+class VendorCredentials:
+    """A tenant's credentials at one processor, resolved from its secret references.
+
+    ``api_key``: the API key (Stripe), ``client_id:secret`` (PayPal) or API key
+    (HesabPay); ``webhook_secret``: the signing secret (Stripe), our webhook id (PayPal),
+    or None; ``account``: the tenant's account at the vendor (a Connect account, a
+    merchant id). Never logged: ``SecretStr`` hides the values in any repr.
+    """
+
+    api_key: SecretStr
+    webhook_secret: SecretStr | None
+    account: str
+
+
+CredentialSource = Callable[[], Awaitable[VendorCredentials]]
+"""Resolves the credentials when an adapter needs them (cached 5 minutes by the store)."""
 
 
 @dataclass(frozen=True, slots=True)
