@@ -145,6 +145,13 @@ _RULES: Final[tuple[tuple[RuleKey, Classification], ...]] = (
     ((_S, ANY, "currency_not_supported"), _rule(Outcome.TRY_NEXT, "currency_not_supported")),
     ((_S, ANY, "card_not_supported"), _rule(Outcome.TRY_NEXT, "card_declined")),
     ((_S, ANY, "processing_error"), _rule(Outcome.TRY_NEXT, "processor_error")),
+    # 3-D Secure failed or was abandoned (the intent's last_payment_error).
+    (
+        (_S, ANY, "payment_intent_authentication_failure"),
+        _rule(Outcome.TERMINAL, "authentication_failed"),
+    ),
+    # Raised by our adapter: 3-D Secure asked for a redirect the request gave no return_url for.
+    ((_S, ANY, "redirect_unavailable"), _rule(Outcome.TERMINAL, "invalid_request")),
     # PayPal (Orders v2 / Payments v2 issues).
     ((_P, ANY, "INSTRUMENT_DECLINED"), _rule(Outcome.TERMINAL, "card_declined")),
     ((_P, ANY, "PAYER_ACTION_REQUIRED"), _rule(Outcome.CUSTOMER_ACTION, "authentication_required")),
@@ -160,6 +167,17 @@ _RULES: Final[tuple[tuple[RuleKey, Classification], ...]] = (
     ((_P, ANY, "INTERNAL_SERVER_ERROR"), RETRY),
     # Concurrent duplicates of one PayPal-Request-Id may fail; resending the id is safe.
     ((_P, ANY, "http_409"), RETRY),
+    ((_P, ANY, "ORDER_NOT_APPROVED"), _rule(Outcome.CUSTOMER_ACTION, "authentication_required")),
+    ((_P, ANY, "CARD_EXPIRED"), _rule(Outcome.TERMINAL, "expired_card")),
+    # An authorization DENIED (a capture DECLINED) by the card processor: its response code
+    # (processor_response.response_code), else the status itself.
+    ((_P, ANY, "5120"), _rule(Outcome.TERMINAL, "insufficient_funds")),
+    ((_P, ANY, "5400"), _rule(Outcome.TERMINAL, "expired_card")),
+    ((_P, ANY, "DENIED"), _rule(Outcome.TERMINAL, "card_declined")),
+    ((_P, ANY, "DECLINED"), _rule(Outcome.TERMINAL, "card_declined")),
+    # Raised by our adapter: PayPal replayed the answer to an earlier request with this
+    # PayPal-Request-Id whose parameters differ (our bug, as Stripe's idempotency_error).
+    ((_P, ANY, "idempotency_mismatch"), _rule(Outcome.TERMINAL, "invalid_request")),
     # HesabPay publishes no list of failure status codes. ASSUMPTION: these placeholders
     # stand until hesabpay-mock or HesabPay's support confirms the real ones.
     ((_H, ANY, "status_code_11"), _rule(Outcome.TERMINAL, "insufficient_funds")),
@@ -168,6 +186,24 @@ _RULES: Final[tuple[tuple[RuleKey, Classification], ...]] = (
     ((_H, ANY, "status_code_50"), RETRY),
     # Raised by our adapter before sending: HesabPay takes AFN only.
     ((_H, ANY, "currency_not_supported"), _rule(Outcome.TRY_NEXT, "currency_not_supported")),
+    # hesabpay-mock answers exactly the codes 11, 12, 13 and 50 above and 14, 15 below (its
+    # module docstring has the table); they remain ASSUMPTIONS about the real HesabPay.
+    ((_H, ANY, "status_code_14"), _rule(Outcome.TERMINAL, "authentication_failed")),  # cancelled
+    ((_H, ANY, "status_code_15"), _rule(Outcome.TERMINAL, "card_declined")),  # wallet refused
+    # A 2xx we cannot read (an HTML page, truncated JSON): it arrived, its effect is unknown.
+    ((_H, ANY, "malformed_response"), IN_DOUBT),
+    # Refused by our adapter: what HesabPay cannot do, or what does not fit the checkout.
+    ((_H, ANY, "idempotency_error"), _rule(Outcome.TERMINAL, "invalid_request")),
+    ((_H, ANY, "payment_method_not_supported"), _rule(Outcome.TRY_NEXT, "invalid_request")),
+    ((_H, ANY, "amount_too_small"), _rule(Outcome.TERMINAL, "invalid_request")),
+    ((_H, ANY, "unknown_session"), _rule(Outcome.TERMINAL, "invalid_request")),
+    ((_H, ANY, "currency_mismatch"), _rule(Outcome.TERMINAL, "invalid_request")),
+    ((_H, ANY, "checkout_closed"), _rule(Outcome.TERMINAL, "already_settled")),
+    ((_H, ANY, "checkout_paid"), _rule(Outcome.TERMINAL, "already_settled")),
+    ((_H, _CAPTURE, "checkout_open"), _rule(Outcome.TERMINAL, "invalid_request")),
+    ((_H, _CAPTURE, "amount_exceeds_payment"), _rule(Outcome.TERMINAL, "amount_too_large")),
+    ((_H, _CAPTURE, "partial_capture_not_supported"), _rule(Outcome.TERMINAL, "invalid_request")),
+    ((_H, _REFUND, "refund_not_supported"), _rule(Outcome.TERMINAL, "invalid_request")),
 )
 
 
