@@ -26,6 +26,7 @@ from processors.port import (
     InquiryRequest,
     InquiryResult,
     OperationResult,
+    PaymentPort,
     RefundRequest,
     VoidRequest,
     WebhookRequest,
@@ -181,7 +182,7 @@ async def test_authorization_auto_voids_before_expiry(payments: Payments) -> Non
 class Hangs:
     """A processor whose calls reach the vendor and then never come back to us."""
 
-    def __init__(self, inner: FakeProcessor, reached: asyncio.Event) -> None:
+    def __init__(self, inner: PaymentPort, reached: asyncio.Event) -> None:
         """Wrap ``inner``; set ``reached`` once the vendor has applied a call."""
         self._inner = inner
         self._reached = reached
