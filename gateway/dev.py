@@ -8,7 +8,8 @@ from pydantic import SecretStr
 
 from gateway.bootstrap import Container, bootstrap
 from gateway.runtime import emulator_if_needed, stop_on_signals, worker_for
-from gateway.settings import Settings
+from gateway.sandboxes import DEMO_CREDENTIALS, running_sandboxes
+from gateway.settings import ProcessorBackend, Settings
 from outbox.pubsub_admin import ensure_topology
 from schemas.processors import Processor, VendorEnv
 from schemas.topology import TOPOLOGY
@@ -53,19 +54,34 @@ async def prepare(container: Container) -> None:
 DEMO_PRECEDENCE: Final = {Processor.STRIPE: 10, Processor.PAYPAL: 20, Processor.HESABPAY: 30}
 
 
+async def _store(container: Container, ref: SecretRef, value: str) -> None:
+    """Make ``value`` the latest version of ``ref`` (unchanged if it already is)."""
+    try:
+        current = await container.secrets.access(ref)
+    except SecretNotFoundError:
+        current = None
+    if current is None or current.get_secret_value() != value:
+        await container.secrets.add_version(ref, SecretStr(value))
+
+
+def _demo_ref(processor: Processor, name: str) -> SecretRef:
+    return SecretRef.parse(
+        f"projects/payments-dev/secrets/{DEMO_TENANT}/{processor}/sandbox/{name}/versions/latest"
+    )
+
+
 async def _attach_demo_processors(container: Container) -> None:
-    """Attach every processor to the demo tenant, with placeholder sandbox keys."""
+    """Attach every processor to the demo tenant with the sandboxes' demo credentials."""
     for processor, precedence in DEMO_PRECEDENCE.items():
-        ref = SecretRef.parse(
-            f"projects/payments-dev/secrets/{DEMO_TENANT}/{processor}/sandbox/api_key"
-            "/versions/latest"
-        )
-        try:
-            await container.secrets.access(ref)
-        except SecretNotFoundError:
-            await container.secrets.add_version(ref, SecretStr(f"dev-placeholder-{processor}"))
+        demo = DEMO_CREDENTIALS[processor]
+        key_ref = _demo_ref(processor, "api_key")
+        await _store(container, key_ref, demo.api_key)
+        hook_ref = None
+        if demo.webhook_secret is not None:
+            hook_ref = _demo_ref(processor, "webhook_secret")
+            await _store(container, hook_ref, demo.webhook_secret)
         request = AttachRequest(
-            DEMO_TENANT, processor, VendorEnv.SANDBOX, f"demo_{processor}", ref, None, precedence
+            DEMO_TENANT, processor, VendorEnv.SANDBOX, demo.account, key_ref, hook_ref, precedence
         )
         try:
             await attach_vendor(container.db, container.secrets, request, production=False)
@@ -74,9 +90,15 @@ async def _attach_demo_processors(container: Container) -> None:
 
 
 async def run_dev(settings: Settings) -> None:
-    """Embedded Postgres, the Pub/Sub emulator, the demo tenant and a worker, until Ctrl-C."""
+    """Embedded Postgres, the emulator, the vendor sandboxes, the demo tenant and a worker."""
     stop = stop_on_signals()
-    with emulator_if_needed() as emulator_host:
+    with emulator_if_needed() as emulator_host, running_sandboxes() as sandboxes:
+        settings = settings.model_copy(
+            update={
+                "processor_backend": ProcessorBackend.VENDORS,
+                "sandbox_urls": sandboxes.urls(),
+            }
+        )
         async with bootstrap(settings) as container:
             await prepare(container)
             topology = await ensure_topology(TOPOLOGY, project=settings.pubsub_project)
@@ -90,6 +112,7 @@ async def run_dev(settings: Settings) -> None:
                     pubsub_project=settings.pubsub_project,
                     topics_created=list(topology.created),
                     demo_tenant=DEMO_TENANT,
+                    sandboxes={str(p): url for p, url in sandboxes.urls().items()},
                     secrets=settings.secret_backend,
                     archive=settings.archive_backend,
                     hint="Ctrl-C stops; payments-admin-cli list-tenants shows the registry",

@@ -1,11 +1,14 @@
 """Builds the payment handlers: sagas, executor, timers, routing inputs and breakers."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opentelemetry.metrics import Meter
 
 from gateway.bootstrap import Container
 from gateway.consumer import MessageContext, Router
+from gateway.settings import ProcessorBackend
+from gateway.vendor_mode import MODE_OF, vendor_env
+from gateway.vendors import VendorAdapters
 from handlers.commands import PaymentCommands, Received
 from handlers.executor import OperationExecutor, RetryPolicy
 from handlers.ports import PortFactory, TenantPorts
@@ -43,6 +46,13 @@ class PaymentServices:
     timers: TimerLoop
     ports: TenantPorts
     breakers: Breakers
+    vendors: VendorAdapters | None = None
+    """The real adapters' shared parts, when the backend is the vendors."""
+
+    async def aclose(self) -> None:
+        """Close the adapters' connections."""
+        if self.vendors is not None:
+            await self.vendors.aclose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +83,28 @@ def build_payment_services(  # noqa: PLR0913 (the composition root names every p
     return PaymentServices(commands, executor, timers, ports, breakers)
 
 
+def port_factory(container: Container) -> tuple[PortFactory, VendorAdapters | None]:
+    """The processor adapters of the configured backend (and the vendors' shared parts)."""
+    settings = container.settings
+    if settings.processor_backend is ProcessorBackend.FAKE:
+        return shared_factory(fake_processors(container.clock)), None
+    adapters = VendorAdapters(
+        MODE_OF[settings.environment],
+        container.secrets,
+        container.clock,
+        local_urls=settings.sandbox_urls,
+    )
+    return adapters.factory(), adapters
+
+
 def services_for(container: Container, *, meter: Meter | None = None) -> PaymentServices:
     """The payment services on the configured processor backend (payment-worker and CLI)."""
-    settings = container.settings
-    return build_payment_services(
-        container.db,
-        shared_factory(fake_processors(container.clock)),
-        container.clock,
-        env=VendorEnv.PRODUCTION if settings.production else VendorEnv.SANDBOX,
-        meter=meter,
+    factory, vendors = port_factory(container)
+    mode = MODE_OF[container.settings.environment]
+    services = build_payment_services(
+        container.db, factory, container.clock, env=vendor_env(mode), meter=meter
     )
+    return replace(services, vendors=vendors)
 
 
 def fake_processors(clock: Clock, *, latency: float = 0) -> dict[Processor, FakeProcessor]:

@@ -42,6 +42,7 @@ async def worker_for(container: Container, settings: Settings) -> AsyncIterator[
             timers=services.timers,
         )
     finally:
+        await services.aclose()
         await publisher.aclose()
         subscriber.close()
 

@@ -1,7 +1,9 @@
 """``payment-gateway``: runs the service's processes."""
 
 import asyncio
+import json
 
+import structlog
 import typer
 from pydantic import ValidationError
 
@@ -9,9 +11,11 @@ from gateway.bootstrap import bootstrap
 from gateway.dev import run_dev
 from gateway.logging import configure_logging
 from gateway.runtime import stop_on_signals, worker_for
+from gateway.sandboxes import running_sandboxes
 from gateway.settings import Settings
 from gateway.telemetry import configure_telemetry
 
+_log = structlog.get_logger(__name__)
 app = typer.Typer(
     name="payment-gateway",
     help="Run the payment gateway's processes.",
@@ -65,6 +69,27 @@ def worker() -> None:
         asyncio.run(main())
     finally:
         telemetry.shutdown()
+
+
+@app.command()
+def sandbox() -> None:
+    """Run the vendor sandboxes (fake Stripe, fake PayPal, hesabpay-mock) until Ctrl-C.
+
+    Prints each base URL; point PAYMENTS_SANDBOX_URLS at them. The demo credentials are
+    those `make run` attaches to tnt_demo.
+    """
+    _settings()  # validates the environment and sets the log level
+
+    async def serve() -> None:
+        stop = stop_on_signals()
+        with running_sandboxes() as sandboxes:
+            urls = {str(processor): url for processor, url in sandboxes.urls().items()}
+            _log.info("sandboxes_running", urls=urls)
+            typer.echo(f"PAYMENTS_SANDBOX_URLS='{json.dumps(urls)}'")
+            await stop.wait()
+        _log.info("sandboxes_stopped")
+
+    asyncio.run(serve())
 
 
 def main() -> None:

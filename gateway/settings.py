@@ -12,6 +12,8 @@ from typing import Final, Self
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.processors import Processor
+
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 
 
@@ -42,6 +44,8 @@ class ProcessorBackend(StrEnum):
 
     FAKE = "fake"
     """In-memory processors with scriptable outcomes: dev and tests only."""
+    VENDORS = "vendors"
+    """The real adapters, talking to the endpoints of the environment's vendor mode."""
 
 
 class Settings(BaseSettings):
@@ -71,6 +75,10 @@ class Settings(BaseSettings):
     pg_dump_path: Path | None = None
     log_level: str = "info"
     processor_backend: ProcessorBackend = ProcessorBackend.FAKE
+    sandbox_urls: dict[Processor, str] = Field(
+        default_factory=dict,
+        description="Dev only: the loopback sandboxes' base URLs, as JSON by processor.",
+    )
 
     @model_validator(mode="after")
     def _production_needs_real_backends(self) -> Self:
