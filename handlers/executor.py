@@ -64,6 +64,7 @@ from sagas.messages import (
     ActionNeeded,
     Declined,
     InDoubt,
+    ManualRefund,
     Message,
     NotReceived,
     Outcome,
@@ -245,6 +246,9 @@ class OperationExecutor:
         record = SendRecord(sent=sent_before)
         try:
             bound = await self._ports.bound(tenant_id, op.processor)
+            if op.kind is OperationKind.REFUND and not bound.port.capabilities.refunds:
+                log.info("operation_manual_refund")
+                return ManualRefund(seq)
             request = _request(payment, op, key, bound.account)
             result = await self._call(tenant_id, op, request, bound.port, record)
         except NotAttachedError as exc:

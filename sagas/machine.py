@@ -31,6 +31,7 @@ from sagas.messages import (
     Capture,
     Declined,
     InDoubt,
+    ManualRefund,
     Message,
     NotReceived,
     OperatorResolved,
@@ -66,7 +67,15 @@ def decide(payment: Payment | None, message: Message, now: datetime) -> Decision
             return _refund(payment, message, now)
         case Cancel():
             return _cancel(payment, message, now)
-        case Succeeded() | ActionNeeded() | Declined() | InDoubt() | Unresolved() | NotReceived():
+        case (
+            Succeeded()
+            | ActionNeeded()
+            | Declined()
+            | InDoubt()
+            | Unresolved()
+            | NotReceived()
+            | ManualRefund()
+        ):
             return outcomes.apply(payment, message, now)
         case TimerFired():
             return timers.timer(payment, message, now)

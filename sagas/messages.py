@@ -119,6 +119,13 @@ class NotReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ManualRefund:
+    """The processor has no refund API: an operator pays the money back by hand."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     """A saga timer came due; ``due_at`` (when known) guards against a stale firing."""
 
@@ -145,5 +152,5 @@ class RetryCompensation:
 
 
 CommandMessage = Authorize | Capture | Void | Refund | Cancel
-Outcome = Succeeded | ActionNeeded | Declined | InDoubt | Unresolved | NotReceived
+Outcome = Succeeded | ActionNeeded | Declined | InDoubt | Unresolved | NotReceived | ManualRefund
 Message = CommandMessage | Outcome | TimerFired | OperatorResolved | RetryCompensation

@@ -15,6 +15,7 @@ from sagas.messages import (
     ActionNeeded,
     Declined,
     InDoubt,
+    ManualRefund,
     NotReceived,
     Succeeded,
     Unresolved,
@@ -43,7 +44,7 @@ from schemas.events import (
 
 _VOID_REASONS = frozenset({"requested_by_customer", "duplicate", "fraudulent", "abandoned"})
 
-Outcome = Succeeded | ActionNeeded | Declined | InDoubt | Unresolved | NotReceived
+Outcome = Succeeded | ActionNeeded | Declined | InDoubt | Unresolved | NotReceived | ManualRefund
 
 
 def flag(payment: Payment, note: str) -> Payment:
@@ -67,14 +68,7 @@ def apply(payment: Payment, outcome: Outcome, now: datetime) -> Decision:
         return Decision(payment, cause="ignored")
     step = Step(payment, now, f"{op.kind}_{type(outcome).__name__.lower()}")
     if not op.in_flight:
-        if isinstance(outcome, Succeeded) and op.status is OperationStatus.FAILED:
-            step.payment = flag(
-                payment,
-                f"the processor reports {op.kind} #{op.seq} succeeded after it was settled as "
-                "failed: check the vendor and give the money back by hand",
-            )
-            return step.decision()
-        return Decision(payment, cause="ignored")
+        return _after_the_fact(step, op, outcome)
     match outcome:
         case Succeeded():
             _succeeded(step, op, outcome)
@@ -88,8 +82,22 @@ def apply(payment: Payment, outcome: Outcome, now: datetime) -> Decision:
             unresolved(step, op)
         case NotReceived():
             _not_received(step, op)
+        case ManualRefund():
+            _manual_refund(step, op)
     compensate(step)
     return step.decision()
+
+
+def _after_the_fact(step: Step, op: Operation, outcome: Outcome) -> Decision:
+    """An outcome for a settled operation: ignored, unless money moved that we did not book."""
+    if isinstance(outcome, Succeeded) and op.status is OperationStatus.FAILED:
+        step.payment = flag(
+            step.payment,
+            f"the processor reports {op.kind} #{op.seq} succeeded after it was settled as "
+            "failed: check the vendor and give the money back by hand",
+        )
+        return step.decision()
+    return Decision(step.payment, cause="ignored")
 
 
 def _closing(step: Step, op: Operation) -> None:
@@ -361,6 +369,26 @@ def unresolved(step: Step, op: Operation) -> None:
         step.payment.without_timer(TimerKind.INQUIRY, op.seq),
         f"{op.kind} #{op.seq} is still in doubt after {made} status inquiries: "
         "reconcile it and resolve it by hand",
+    )
+
+
+def _manual_refund(step: Step, op: Operation) -> None:
+    """A refund the processor cannot make by API becomes a task for operators.
+
+    The operation waits (``action_required``: the payment stays ``refunding``) until an
+    operator has paid the money back and closes it with ``payments resolve``, which
+    announces ``payment.refunded`` as any refund does.
+    """
+    if op.kind is not OperationKind.REFUND or op.status is not OperationStatus.PENDING:
+        return
+    _closing(step, op)
+    step.put(replace(op, status=OperationStatus.ACTION_REQUIRED))
+    amount = step.money(op.amount)
+    step.payment = flag(
+        step.payment,
+        f"refund #{op.seq}: {op.processor} has no refund API; pay back "
+        f"{amount.to_decimal_string()} {amount.currency} by hand, then close it with "
+        f"payments resolve --operation {op.seq} --outcome succeeded --reference <transfer>",
     )
 
 

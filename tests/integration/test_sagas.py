@@ -31,7 +31,10 @@ from processors.port import (
     VoidRequest,
     WebhookRequest,
 )
+from sagas.messages import OperatorResolved
 from sagas.model import OperationKind
+from schemas.commands import RefundPayment
+from schemas.money import Money
 from schemas.notifications import Notification, VendorTransaction
 from schemas.processors import Processor
 from tenancy.db import Database
@@ -389,3 +392,30 @@ async def test_a_timer_fires_once_across_two_workers(payments: Payments) -> None
     inquiries = [call for call in stripe.calls if isinstance(call, InquiryRequest)]
     assert len(inquiries) == 1
     assert await payments.state("p16") == "authorized"
+
+
+async def test_a_hesabpay_refund_is_a_task_for_operators(payments: Payments) -> None:
+    """HesabPay has no refund API: the refund waits for an operator, who closes it by hand."""
+    hesabpay = payments.fakes[Processor.HESABPAY]
+    await payments.send(authorize("h1", 50000, "AFN", method="wallet", capture="automatic"))
+    assert await payments.state("h1") == "captured"
+    await payments.send(
+        RefundPayment(
+            payment_id="h1",
+            idempotency_key="ref-h1",
+            amount=Money(minor=20000, currency="AFN"),
+        )
+    )
+    row = await payments.row("h1")
+    assert (row["state"], row["refunded_minor"]) == ("refunding", 0)
+    assert "by hand" in row["attention"]
+    assert hesabpay.applied(OperationKind.REFUND) == 0
+    resolution = OperatorResolved(seq=2, succeeded=True, reference="TRF-778", note="paid back")
+    await payments.services.executor.apply(payments.tenant, "h1", resolution)
+    row = await payments.row("h1")
+    assert (row["state"], row["refunded_minor"], row["attention"]) == (
+        "partially_refunded",
+        20000,
+        None,
+    )
+    assert (await payments.event_names("h1"))[-1] == "payment.refunded"
