@@ -16,6 +16,7 @@ Covered (objects live in the ``Stripe-Account`` connected account, else the key'
     POST /v1/refunds                       payment_intent, amount, reason, metadata
     GET  /v1/refunds[/{id}]                list (payment_intent filter) / retrieve
     GET  /v1/balance_transactions          created[gte|lt], pagination, expand data.source
+    POST /oauth/token                      Connect OAuth code exchange (``sandbox.stripe_oauth``)
 
 Unknown API keys get 401; POSTs honour ``Idempotency-Key`` (see ``sandbox.stripe_faults``).
 The admin endpoints under ``/_sandbox`` (``sandbox.stripe_admin``) drive the same controls
@@ -36,6 +37,7 @@ from sandbox import stripe_admin
 from sandbox.gcp_server import LoopbackServer
 from sandbox.stripe_faults import Fail, Faults, Garble, GarbleKind, Hold, IdempotencyStore, Script
 from sandbox.stripe_http import RecordedRequest, StripeHttp
+from sandbox.stripe_oauth import StripeOAuth
 from sandbox.stripe_state import Outcome, StripeState
 from sandbox.stripe_webhooks import DEFAULT_SECRET, Delivery, WebhookSender
 from sandbox.stripe_wire import Params
@@ -86,7 +88,8 @@ class FakeStripe(LoopbackServer):
             idempotency=self.idempotency,
             max_hold_s=max_hold_s,
         )
-        routes = [*self.http.routes(), *stripe_admin.routes(self)]
+        self.oauth = StripeOAuth(self._keys)
+        routes = [*self.http.routes(), *self.oauth.routes(), *stripe_admin.routes(self)]
         self.app = _BindLoop(Starlette(routes=routes), self.webhooks)
         super().__init__(self.app, name="fake-stripe")
 
@@ -100,6 +103,10 @@ class FakeStripe(LoopbackServer):
     def add_api_key(self, key: str) -> None:
         """Accept ``key`` from now on; it gets a platform account of its own."""
         self._keys.setdefault(key, f"acct_platform{len(self._keys) + 1}")
+
+    def mint_oauth_code(self, *, livemode: bool = False, account: str | None = None) -> str:
+        """A single-use Connect OAuth code for a new (or the given) Standard account."""
+        return self.oauth.mint(livemode=livemode, account=account)
 
     def fail_next(
         self, operation: str = "*", *, status: int = 503, times: int = 1, stored: bool = False

@@ -3,7 +3,7 @@
 import typer
 
 from gateway.bootstrap import Overrides
-from gateway.cli import events, lifecycle, migrate, payments, pubsub, tenants
+from gateway.cli import events, lifecycle, migrate, payments, pubsub, stripe_connect, tenants
 from gateway.cli.runner import CliState
 
 _HELP = """Operate the payment gateway's tenants: provisioning, vendor credentials, schema
@@ -35,6 +35,7 @@ def build_app(overrides: Overrides | None = None) -> typer.Typer:
     pubsub.register(app)
     events.register(app)
     payments.register(app)
+    stripe_connect.register(app)
     return app
 
 
