@@ -93,6 +93,7 @@ def port_factory(container: Container) -> tuple[PortFactory, VendorAdapters | No
         container.secrets,
         container.clock,
         local_urls=settings.sandbox_urls,
+        db=container.db,
     )
     return adapters.factory(), adapters
 

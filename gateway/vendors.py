@@ -9,14 +9,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.vendor_mode import VendorMode, base_url, check_stripe_key
+from handlers.hesabpay_store import PostgresCheckoutSessions, PostgresReplayStore
 from handlers.ports import PortFactory
 from processors.hesabpay import HesabPayAdapter
-from processors.hesabpay_sessions import InMemoryCheckoutSessions, InMemoryReplayStore
+from processors.hesabpay_sessions import (
+    CheckoutSessions,
+    InMemoryCheckoutSessions,
+    InMemoryReplayStore,
+    ReplayStore,
+)
 from processors.paypal import PayPalAdapter
 from processors.port import CredentialSource, PaymentPort, VendorCredentials
 from processors.stripe import StripeAdapter
 from schemas.clock import Clock
 from schemas.processors import Processor
+from tenancy.db import Database
 from tenancy.secrets import SecretStore
 from tenancy.vendors import VendorAttachment
 
@@ -47,6 +54,8 @@ class VendorAdapters:
     local_urls: Mapping[Processor, str] = field(default_factory=dict)
     checkout_sessions: InMemoryCheckoutSessions = field(default_factory=InMemoryCheckoutSessions)
     replays: InMemoryReplayStore = field(default_factory=InMemoryReplayStore)
+    db: Database | None = None
+    """When set, HesabPay adapters keep their records in the tenant's schema instead."""
     _stripe: list[StripeAdapter] = field(default_factory=list)
     _built: dict[VendorAttachment, PaymentPort] = field(default_factory=dict)
 
@@ -74,12 +83,13 @@ class VendorAdapters:
                     sandbox_cert_origin=url if local else None,
                 )
             case Processor.HESABPAY:
+                sessions: CheckoutSessions = self.checkout_sessions
+                replays: ReplayStore = self.replays
+                if self.db is not None:
+                    sessions = PostgresCheckoutSessions(self.db, attachment.tenant_id)
+                    replays = PostgresReplayStore(self.db, attachment.tenant_id)
                 return HesabPayAdapter(
-                    credentials,
-                    base_url=url,
-                    clock=self.clock,
-                    sessions=self.checkout_sessions,
-                    replays=self.replays,
+                    credentials, base_url=url, clock=self.clock, sessions=sessions, replays=replays
                 )
 
     def factory(self) -> PortFactory:

@@ -28,7 +28,7 @@ from tests.integration.saga_helpers import (
     refund,
 )
 from tests.integration.stripe_support import API_KEY, WEBHOOK_SECRET, credentials_for, utc_now
-from tests.integration.test_sagas import Hangs
+from tests.integration.test_sagas import Hangs, card_paypal
 
 pytestmark = [
     pytest.mark.integration,
@@ -161,3 +161,35 @@ async def test_cancel_refunds_a_captured_payment_at_the_sandbox(
     assert await payments.state("sp4") == "refunded"
     [intent] = await intents_for(stripe_sandbox, "sp4")
     assert intent["status"] == "succeeded"
+
+
+async def test_a_stripe_5xx_storm_moves_new_payments_to_paypal(
+    db: Database,
+    tenant_migrations: tuple[Migration, ...],
+    tenant_ids: Callable[[], str],
+    stripe_sandbox: FakeStripe,
+) -> None:
+    """The sandbox answers 503 to everything: the breaker opens, new payments go to PayPal."""
+    made: list[StripeAdapter] = []
+    tenant = await provisioned(db, tenant_migrations, tenant_ids())
+    payments = await make_payments(
+        db,
+        tenant,
+        (Processor.STRIPE, Processor.PAYPAL),
+        factory=stripe_factory(stripe_sandbox, made),
+    )
+    card_paypal(payments)
+    stripe_sandbox.fail_next("*", status=503, times=1000)
+    try:
+        for payment_id in ("st1", "st2", "st3", "st4"):
+            await payments.send(authorize(payment_id))
+    finally:
+        stripe_sandbox.clear_faults()
+        for adapter in made:
+            await adapter.aclose()
+    assert payments.services.breakers.is_open(payments.tenant, Processor.STRIPE)
+    rows = [await payments.row(p) for p in ("st1", "st2", "st3", "st4")]
+    moved = [row["payment_id"] for row in rows if row["processor"] == "paypal"]
+    waiting = [row["payment_id"] for row in rows if row["state"] == "authorizing"]
+    assert moved == ["st3", "st4"]
+    assert waiting == ["st1", "st2"]  # their requests reached Stripe: same key, later
