@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +20,7 @@ from outbox.pubsub import PubSubPublisher, PubSubSubscriber
 from outbox.transport import Delivery, Outgoing
 from processors.fake import TimeoutAfterApply
 from sagas.model import OperationKind
+from sandbox.stripe_api import FakeStripe
 from schemas.catalog import type_of
 from schemas.commands import AuthorizePayment
 from schemas.envelope import Envelope
@@ -28,6 +30,11 @@ from tenancy.db import Database
 from tenancy.migration_files import Migration
 from tests.integration.outbox_helpers import FAST, eventually, provisioned
 from tests.integration.saga_helpers import SOURCE, Payments, authorize, make_payments, short
+from tests.integration.stripe_support import API_KEY, WEBHOOK_SECRET
+from tests.integration.test_sagas_stripe import all_intents, stripe_factory
+
+if TYPE_CHECKING:
+    from processors.stripe import StripeAdapter
 
 pytestmark = pytest.mark.integration
 PAYMENTS = 1_000
@@ -109,12 +116,15 @@ async def payments(
     return await make_payments(fresh_db, tenant)
 
 
-async def test_a_thousand_authorizations_with_redeliveries_and_repeats(
+async def a_thousand_authorizations(
     payments: Payments,
-    emulator_topology: Topology,
-    pubsub_transport: tuple[PubSubPublisher, PubSubSubscriber],
-) -> None:
-    """1,000 authorizations, 10% redelivered and 5% re-sent with their key: one charge each."""
+    topology: Topology,
+    transport: tuple[PubSubPublisher, PubSubSubscriber],
+) -> tuple[list[str], set[str], Tail]:
+    """Publish 1,000 authorizations, 10% redelivered and 5% re-sent, and wait for the events.
+
+    Returns the payment ids, the re-sent ones and what arrived.
+    """
     rng = random.Random(4)  # noqa: S311 (a reproducible sample, not a secret)
     ids = [f"pay_{i:04d}" for i in range(PAYMENTS)]
     redelivered = set(rng.sample(ids, PAYMENTS // 10))
@@ -128,17 +138,21 @@ async def test_a_thousand_authorizations_with_redeliveries_and_repeats(
         if payment_id in repeated:
             messages.append(wire(payments.tenant, command, str(uuid.uuid4())))
     rng.shuffle(messages)
-    publisher, _ = pubsub_transport
-    commands = emulator_topology.name(PAYMENT_COMMANDS)
-    async with running(payments, emulator_topology, pubsub_transport) as tail:
+    publisher, _ = transport
+    commands = topology.name(PAYMENT_COMMANDS)
+    async with running(payments, topology, transport) as tail:
         for start in range(0, len(messages), 200):
             batch = messages[start : start + 200]
             await publisher.publish_batch([Outgoing(commands, m) for m in batch])
         expected = PAYMENTS + len(repeated)
-        await eventually(lambda: tail.count("payment.authorized") >= expected, within=120)
-    stripe = payments.fakes[Processor.STRIPE]
-    assert stripe.applied(OperationKind.AUTHORIZE) == PAYMENTS
-    assert {stripe.authorizations_for(p) for p in ids} == {1}
+        await eventually(lambda: tail.count("payment.authorized") >= expected, within=240)
+    return ids, repeated, tail
+
+
+async def check_one_event_per_transition(
+    payments: Payments, repeated: set[str], tail: Tail
+) -> None:
+    """One authorized transition per payment, announced once (plus once per re-sent key)."""
     per_payment = Counter(p for _, kind, p in set(tail.seen) if kind == "payment.authorized")
     assert {p: n for p, n in per_payment.items() if n != 1 + (p in repeated)} == {}
     async with payments.db.tenant_transaction(payments.tenant) as tx:
@@ -152,6 +166,48 @@ async def test_a_thousand_authorizations_with_redeliveries_and_repeats(
     assert len(transitions) == PAYMENTS
     assert {row["n"] for row in transitions} == {1}
     assert announced == PAYMENTS + len(repeated)
+
+
+async def test_a_thousand_authorizations_with_redeliveries_and_repeats(
+    payments: Payments,
+    emulator_topology: Topology,
+    pubsub_transport: tuple[PubSubPublisher, PubSubSubscriber],
+) -> None:
+    """1,000 authorizations, 10% redelivered and 5% re-sent with their key: one charge each."""
+    ids, repeated, tail = await a_thousand_authorizations(
+        payments, emulator_topology, pubsub_transport
+    )
+    stripe = payments.fakes[Processor.STRIPE]
+    assert stripe.applied(OperationKind.AUTHORIZE) == PAYMENTS
+    assert {stripe.authorizations_for(p) for p in ids} == {1}
+    await check_one_event_per_transition(payments, repeated, tail)
+
+
+async def test_a_thousand_authorizations_at_the_stripe_sandbox(
+    fresh_db: Database,
+    tenant_migrations: tuple[Migration, ...],
+    tenant_ids: Callable[[], str],
+    emulator_topology: Topology,
+    pubsub_transport: tuple[PubSubPublisher, PubSubSubscriber],
+) -> None:
+    """The same 1,000 authorizations through the Stripe adapter: one PaymentIntent each."""
+    made: list[StripeAdapter] = []
+    with FakeStripe(api_keys=(API_KEY,), webhook_secret=WEBHOOK_SECRET) as sandbox:
+        tenant = await provisioned(fresh_db, tenant_migrations, tenant_ids())
+        payments = await make_payments(
+            fresh_db, tenant, (Processor.STRIPE,), factory=stripe_factory(sandbox, made)
+        )
+        try:
+            ids, repeated, tail = await a_thousand_authorizations(
+                payments, emulator_topology, pubsub_transport
+            )
+            intents = Counter(i["metadata"]["payment_id"] for i in await all_intents(sandbox))
+        finally:
+            for adapter in made:
+                await adapter.aclose()
+    assert {intents[p] for p in ids} == {1}
+    assert sum(intents.values()) == PAYMENTS
+    await check_one_event_per_transition(payments, repeated, tail)
 
 
 async def test_in_doubt_charge_resolved_through_the_worker(

@@ -99,6 +99,23 @@ async def intents_for(sandbox: FakeStripe, payment_id: str) -> list[dict[str, An
     return [i for i in intents if i["metadata"].get("payment_id") == payment_id]
 
 
+async def all_intents(sandbox: FakeStripe) -> list[dict[str, Any]]:
+    """Every PaymentIntent of the account at the sandbox, all pages."""
+    found: list[dict[str, Any]] = []
+    params: dict[str, str | int] = {"limit": 100}
+    async with httpx.AsyncClient(base_url=sandbox.url, auth=(API_KEY, "")) as client:
+        while True:
+            response = await client.get(
+                "/v1/payment_intents", params=params, headers={"Stripe-Account": ACCOUNT}
+            )
+            response.raise_for_status()
+            page = response.json()
+            found.extend(page["data"])
+            if not page["has_more"]:
+                return found
+            params["starting_after"] = page["data"][-1]["id"]
+
+
 async def test_authorize_capture_refund_at_the_stripe_sandbox(
     payments: Payments, stripe_sandbox: FakeStripe
 ) -> None:
