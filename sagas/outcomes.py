@@ -6,6 +6,7 @@ changes nothing, except that a success reported for an operation already settled
 is flagged for an operator, since money may have moved that the payment does not show.
 """
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -53,12 +54,17 @@ def flag(payment: Payment, note: str) -> Payment:
     return replace(payment, attention=notes[:1000])
 
 
-def unflag(payment: Payment, seq: int) -> Payment:
-    """``payment`` without the notes about operation ``seq`` (its outcome is now known)."""
+def unflag(payment: Payment, about: Callable[[str], bool]) -> Payment:
+    """``payment`` without the attention notes ``about`` picks out (now settled)."""
     if payment.attention is None:
         return payment
-    kept = [note for note in payment.attention.split(" | ") if f" #{seq}" not in note]
+    kept = [note for note in payment.attention.split(" | ") if not about(note)]
     return replace(payment, attention=" | ".join(kept) or None)
+
+
+def about_operation(seq: int) -> Callable[[str], bool]:
+    """Picks the notes about operation ``seq``."""
+    return lambda note: f" #{seq}" in note
 
 
 def apply(payment: Payment, outcome: Outcome, now: datetime) -> Decision:
@@ -121,7 +127,7 @@ def _succeeded(step: Step, op: Operation, outcome: Succeeded) -> None:
         )
         return
     _closing(step, op)
-    step.payment = unflag(step.payment, op.seq)
+    step.payment = unflag(step.payment, about_operation(op.seq))
     op = step.settle(op, OperationStatus.SUCCEEDED, reference=outcome.reference)
     match op.kind:
         case OperationKind.AUTHORIZE:
@@ -278,7 +284,7 @@ def _action_needed(step: Step, op: Operation, outcome: ActionNeeded) -> None:
 def _declined(step: Step, op: Operation, outcome: Declined) -> None:
     was_pending = op.status is OperationStatus.PENDING
     _closing(step, op)
-    step.payment = unflag(step.payment, op.seq)
+    step.payment = unflag(step.payment, about_operation(op.seq))
     op = step.settle(op, OperationStatus.FAILED, failure_code=outcome.code)
     payment = step.payment
     common = {

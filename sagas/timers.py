@@ -12,7 +12,7 @@ from sagas.compensation import abandon_customer_actions, compensate
 from sagas.decision import Decision, Step, pending, refuse
 from sagas.messages import Declined, OperatorResolved, RetryCompensation, Succeeded, TimerFired
 from sagas.model import ExpiryPolicy, OperationKind, OperationStatus, Payment, Timer, TimerKind
-from sagas.outcomes import Outcome, apply, unflag, unresolved
+from sagas.outcomes import Outcome, about_operation, apply, unflag, unresolved
 from sagas.timing import REDRIVE_AFTER
 from schemas.events import PaymentExpired
 
@@ -101,8 +101,9 @@ def operator(
         if cancellation is None or not cancellation.failed:
             return refuse(payment, "invalid_state", "no failed cancellation to retry")
         step = Step(
-            _without_cancellation_notes(
-                replace(payment, cancellation=replace(cancellation, failed=False))
+            unflag(
+                replace(payment, cancellation=replace(cancellation, failed=False)),
+                lambda note: note.startswith("cancellation failed"),
             ),
             now,
             "operator_retry_compensation",
@@ -114,7 +115,7 @@ def operator(
         return refuse(payment, "invalid_state", f"operation #{message.seq} has no open outcome")
     if message.succeeded and message.reference is None and op.kind is not OperationKind.VOID:
         return refuse(payment, "invalid_state", "a successful outcome needs the vendor reference")
-    cleared = unflag(payment, op.seq)
+    cleared = unflag(payment, about_operation(op.seq))
     outcome: Outcome = (
         Succeeded(message.seq, message.reference or op.target or "", op.amount)
         if message.succeeded
@@ -122,10 +123,3 @@ def operator(
     )
     decision = apply(cleared, outcome, now)
     return replace(decision, cause="operator_resolved")
-
-
-def _without_cancellation_notes(payment: Payment) -> Payment:
-    if payment.attention is None:
-        return payment
-    kept = [n for n in payment.attention.split(" | ") if not n.startswith("cancellation failed")]
-    return replace(payment, attention=" | ".join(kept) or None)

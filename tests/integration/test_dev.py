@@ -14,13 +14,7 @@ from schemas.commands import AuthorizePayment
 from schemas.processors import Processor
 from tenancy.vendors import list_attachments
 
-pytestmark = [
-    pytest.mark.integration,
-    # stripe.HTTPXClient posts its form body as ``data=<str>``, which httpx deprecates
-    pytest.mark.filterwarnings(
-        "ignore:Use 'content=<...>' to upload raw bytes/text content:DeprecationWarning"
-    ),
-]
+pytestmark = pytest.mark.integration
 
 
 async def test_prepare_is_repeatable_and_attaches_every_processor(

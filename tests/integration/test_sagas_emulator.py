@@ -28,7 +28,7 @@ from schemas.processors import Processor
 from schemas.topology import EVENTS_TAIL_SUBSCRIPTION, PAYMENT_COMMANDS, Topology
 from tenancy.db import Database
 from tenancy.migration_files import Migration
-from tests.integration.outbox_helpers import FAST, eventually, provisioned
+from tests.integration.outbox_helpers import FAST, eventually, eventually_async, provisioned
 from tests.integration.saga_helpers import SOURCE, Payments, authorize, make_payments, short
 from tests.integration.stripe_support import API_KEY, WEBHOOK_SECRET
 from tests.integration.test_sagas_stripe import all_intents, stripe_factory
@@ -232,15 +232,8 @@ async def test_in_doubt_charge_resolved_through_the_worker(
 
 async def eventually_state(payments: Payments, payment_id: str, state: str) -> None:
     """Wait until the payment is stored in ``state``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while True:
-        async with payments.db.tenant_transaction(payments.tenant) as tx:
-            current = await tx.conn.fetchval(
-                "SELECT state FROM payments WHERE payment_id = $1", payment_id
-            )
-        if current == state:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"{payment_id} is {current}, not {state}")
-        await asyncio.sleep(0.05)
+
+    async def reached() -> bool:
+        return await payments.state(payment_id) == state
+
+    await eventually_async(reached, within=30)

@@ -30,13 +30,7 @@ from tests.integration.saga_helpers import (
 from tests.integration.stripe_support import API_KEY, WEBHOOK_SECRET, credentials_for, utc_now
 from tests.integration.test_sagas import Hangs, card_paypal
 
-pytestmark = [
-    pytest.mark.integration,
-    # stripe.HTTPXClient posts its form body as ``data=<str>``, which httpx deprecates
-    pytest.mark.filterwarnings(
-        "ignore:Use 'content=<...>' to upload raw bytes/text content:DeprecationWarning"
-    ),
-]
+pytestmark = pytest.mark.integration
 ACCOUNT = "acct_stripe"  # saga_helpers attaches Stripe with account_ref acct_<processor>
 
 

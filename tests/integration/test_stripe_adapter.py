@@ -46,11 +46,6 @@ from tests.integration.stripe_support import (
     credentials_for,
 )
 
-pytestmark = pytest.mark.filterwarnings(
-    # stripe.HTTPXClient posts its form body as ``data=<str>``, which httpx deprecates
-    "ignore:Use 'content=<...>' to upload raw bytes/text content:DeprecationWarning"
-)
-
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeStripe]:
