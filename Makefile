@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test lint types imports contracts pytest bench-migrate clean bench-relay bench-sagas
+.PHONY: run test lint types imports contracts pytest bench-migrate clean bench-relay bench-sagas bench-webhooks
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-relay: $(STAMP)
 bench-sagas: $(STAMP)
 	$(BIN)/python -m bench.sagas
 
+bench-webhooks: $(STAMP)
+	$(BIN)/python -m bench.webhooks
+
 bench-migrate: $(STAMP)
 	$(BIN)/python -m bench.migrate_all
 
@@ -47,3 +50,4 @@ clean:
 
 contracts: $(STAMP)
 	$(BIN)/python -m schemas.export
+	$(BIN)/python -m gateway.openapi --write

@@ -11,6 +11,7 @@ from gateway.vendor_mode import MODE_OF, vendor_env
 from gateway.vendors import VendorAdapters
 from handlers.commands import PaymentCommands, Received
 from handlers.executor import OperationExecutor, RetryPolicy
+from handlers.inbox import InboxApplier, InboxPolicy
 from handlers.ports import PortFactory, TenantPorts
 from handlers.timers import TimerConfig, TimerLoop
 from processors.breaker import BreakerPolicy, Breakers
@@ -46,6 +47,7 @@ class PaymentServices:
     timers: TimerLoop
     ports: TenantPorts
     breakers: Breakers
+    inbox: InboxApplier
     vendors: VendorAdapters | None = None
     """The real adapters' shared parts, when the backend is the vendors."""
 
@@ -62,6 +64,7 @@ class PaymentTuning:
     retry: RetryPolicy = RetryPolicy()  # noqa: RUF009 (an immutable value object)
     timers: TimerConfig = TimerConfig()  # noqa: RUF009 (an immutable value object)
     breaker: BreakerPolicy = BreakerPolicy()  # noqa: RUF009 (an immutable value object)
+    inbox: InboxPolicy = InboxPolicy()  # noqa: RUF009 (an immutable value object)
 
 
 def build_payment_services(  # noqa: PLR0913 (the composition root names every part)
@@ -80,7 +83,8 @@ def build_payment_services(  # noqa: PLR0913 (the composition root names every p
     executor = OperationExecutor(db, ports, breakers, clock, tuning.retry)
     commands = PaymentCommands(db, executor, ports, breakers, clock)
     timers = TimerLoop(db, executor, clock, tuning.timers)
-    return PaymentServices(commands, executor, timers, ports, breakers)
+    inbox = InboxApplier(db, executor, clock, tuning.inbox)
+    return PaymentServices(commands, executor, timers, ports, breakers, inbox)
 
 
 def port_factory(container: Container) -> tuple[PortFactory, VendorAdapters | None]:

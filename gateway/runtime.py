@@ -40,6 +40,7 @@ async def worker_for(container: Container, settings: Settings) -> AsyncIterator[
             max_in_flight=settings.worker_max_in_flight,
             meter=get_meter("payments.worker"),
             timers=services.timers,
+            inbox=services.inbox,
         )
     finally:
         await services.aclose()

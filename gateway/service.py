@@ -7,6 +7,8 @@ import structlog
 import typer
 from pydantic import ValidationError
 
+from gateway.api import serving
+from gateway.api_runtime import api_for
 from gateway.bootstrap import bootstrap
 from gateway.dev import run_dev
 from gateway.logging import configure_logging
@@ -64,6 +66,37 @@ def worker() -> None:
         stop = stop_on_signals()
         async with bootstrap(settings) as container, worker_for(container, settings) as running:
             await running.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        telemetry.shutdown()
+
+
+@app.command()
+def api() -> None:
+    """Run payment-api: the webhook endpoint, /healthz and /readyz, until SIGTERM.
+
+    Listens on PAYMENTS_API_HOST:PAYMENTS_API_PORT; expects the database migrated.
+    """
+    settings = _settings()
+    telemetry = configure_telemetry("api")
+
+    async def main() -> None:
+        stop = stop_on_signals()
+        async with (
+            bootstrap(settings) as container,
+            api_for(container) as (application, _),
+            serving(
+                application,
+                settings.api_host,
+                settings.api_port,
+                forwarded_allow_ips=settings.api_forwarded_allow_ips,
+            ) as url,
+        ):
+            _log.info("api_started", url=url)
+            await stop.wait()
+        _log.info("api_stopped")
 
     try:
         asyncio.run(main())

@@ -9,7 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.processors import Processor
@@ -72,6 +72,21 @@ class Settings(BaseSettings):
     gcp_project: str | None = None
     pubsub_project: str = "payments-dev"
     worker_max_in_flight: int = Field(default=200, ge=1, le=10_000)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65_535)
+    api_forwarded_allow_ips: str = Field(
+        default="",
+        description="Proxies trusted for X-Forwarded-For (the load balancer), comma-separated.",
+    )
+    webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=10 * 1024 * 1024)
+    webhook_allowlists: dict[Processor, tuple[IPvAnyNetwork, ...]] = Field(
+        default_factory=dict,
+        description="Source networks per processor, as JSON; a processor not listed accepts any.",
+    )
+    webhook_ingestion_paused: str | None = Field(
+        default=None,
+        description="A reason: every webhook is answered 503 (works with the database down).",
+    )
     pg_dump_path: Path | None = None
     log_level: str = "info"
     processor_backend: ProcessorBackend = ProcessorBackend.FAKE

@@ -1,4 +1,4 @@
-"""``payment-worker``: the command consumer, the saga timers and the outbox relay."""
+"""``payment-worker``: the command consumer, saga timers, inbox appliers and outbox relay."""
 
 import asyncio
 from dataclasses import dataclass
@@ -9,6 +9,7 @@ import structlog
 from opentelemetry.metrics import Meter
 
 from gateway.consumer import CommandConsumer, RejectionSink, Router, TenantCheck
+from handlers.inbox import InboxApplier
 from handlers.timers import TimerLoop
 from outbox.relay import OutboxRelay, RelayConfig
 from outbox.store import OutgoingEvent, append
@@ -80,6 +81,7 @@ class Worker:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     meter: Meter | None = None
     timers: TimerLoop | None = None
+    inbox: InboxApplier | None = None
 
     def consumer(self) -> CommandConsumer:
         """The command consumer wired to this worker's parts."""
@@ -110,4 +112,6 @@ class Worker:
             tasks.create_task(relay.run(stop))
             if self.timers is not None:
                 tasks.create_task(self.timers.run(stop))
+            if self.inbox is not None:
+                tasks.create_task(self.inbox.run(stop))
         _log.info("worker_stopped")

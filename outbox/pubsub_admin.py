@@ -244,3 +244,10 @@ async def delete_topology(
         for topic in topology.topics:
             path = f"projects/{project}/topics/{topic.name}"
             await clients.delete(clients.publisher.delete_topic, topic=path)
+
+
+async def probe_pubsub(project: str, *, seconds: float = 2.0) -> None:
+    """``PubSubUnavailableError`` unless Pub/Sub answers for ``project`` within ``seconds``."""
+    timeouts = Timeouts(probe_seconds=seconds)
+    async with _clients(None, None, timeouts) as clients:
+        await clients.probe(project)

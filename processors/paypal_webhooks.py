@@ -60,10 +60,11 @@ _KINDS: Final[dict[str, NotificationKind]] = {
     "PAYMENT.CAPTURE.DECLINED": "capture_failed",
     "PAYMENT.CAPTURE.DENIED": "capture_failed",
     "PAYMENT.CAPTURE.REFUNDED": "refunded",
+    "CHECKOUT.ORDER.APPROVED": "approved",
 }
-"""Events the gateway acts on; every other verified event is ``ignored`` (among them
-CHECKOUT.ORDER.APPROVED: the gateway learns of the payer's approval by inquiring about the
-waiting authorization, which then authorizes the order)."""
+"""Events the gateway acts on; every other verified event is ``ignored``. On
+CHECKOUT.ORDER.APPROVED the gateway inquires about the waiting authorization, which
+authorizes the approved order."""
 
 _log = structlog.get_logger(__name__)
 

@@ -113,6 +113,12 @@ SPECS: Final[tuple[MessageSpec, ...]] = (
         "A command was refused before it reached a payment.",
         prefix="command",
     ),
+    _event(
+        "payments_ready",
+        events.TenantPaymentsReady,
+        "A tenant's processors passed verification; it may take payments.",
+        prefix="tenant",
+    ),
 )
 """Every message type, commands first; the order is the order of the published contracts."""
 

@@ -183,6 +183,20 @@ class CommandRejected(_Published):
     )
 
 
+class TenantPaymentsReady(_Published):
+    """A tenant's processors passed verification (MIGRATION_PLAN 2.3): it may take payments.
+
+    Its ``ce-subject`` and ordering key are the tenant id; tenant-service sets the tenant's
+    ``payments_ready`` flag from it.
+    """
+
+    tenant_id: Annotated[str, StringConstraints(pattern=r"^tnt_[A-Za-z0-9_]{1,48}$")]
+    processors: list[Processor] = Field(
+        min_length=1, description="The processors verified: authorize, void, webhook."
+    )
+    verified_at: Timestamp
+
+
 Event = (
     PaymentAuthorized
     | PaymentAuthorizationFailed
@@ -196,5 +210,6 @@ Event = (
     | PaymentExpired
     | PaymentCancelled
     | CommandRejected
+    | TenantPaymentsReady
 )
 """Any event the gateway emits."""

@@ -18,6 +18,7 @@ VendorId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 NotificationKind = Literal[
     "authorized",
     "action_required",
+    "approved",
     "authorization_failed",
     "captured",
     "capture_failed",
@@ -27,7 +28,9 @@ NotificationKind = Literal[
     "expired",
     "ignored",
 ]
-"""What happened. ``ignored``: a verified event the gateway does not act on."""
+"""What happened. ``approved``: the customer finished the action an authorization waited
+for (the gateway then asks the processor to go on); ``ignored``: a verified event the
+gateway does not act on."""
 
 
 class Notification(BaseModel):

@@ -25,7 +25,11 @@ from tenancy.db import Database
 from tenancy.migration_files import Migration, load_migrations
 from tests.pg import create_database, drop_databases_and_roles, new_token
 
-pytest_plugins = ["tests.pubsub_conftest", "tests.integration.emulator_fixtures"]
+pytest_plugins = [
+    "tests.pubsub_conftest",
+    "tests.integration.emulator_fixtures",
+    "tests.integration.webhook_fixtures",
+]
 
 CENTRAL = REPO_ROOT / "migrations" / "central"
 TENANT = REPO_ROOT / "migrations" / "tenant"

@@ -3,7 +3,17 @@
 import typer
 
 from gateway.bootstrap import Overrides
-from gateway.cli import events, lifecycle, migrate, payments, pubsub, stripe_connect, tenants
+from gateway.cli import (
+    events,
+    lifecycle,
+    migrate,
+    payments,
+    pubsub,
+    stripe_connect,
+    tenants,
+    verify,
+    webhooks,
+)
 from gateway.cli.runner import CliState
 
 _HELP = """Operate the payment gateway's tenants: provisioning, vendor credentials, schema
@@ -36,6 +46,8 @@ def build_app(overrides: Overrides | None = None) -> typer.Typer:
     events.register(app)
     payments.register(app)
     stripe_connect.register(app)
+    webhooks.register(app)
+    verify.register(app)
     return app
 
 

@@ -852,10 +852,10 @@ async def test_capture_and_refund_webhooks_name_the_payment(
     assert refunded.amount == payment.money(250)
 
 
-async def test_an_order_approval_webhook_is_verified_and_ignored(
+async def test_an_order_approval_webhook_says_the_payer_approved(
     adapter: PayPalAdapter, payment: Payment, paypal: PayPalSandbox
 ) -> None:
-    """CHECKOUT.ORDER.APPROVED verifies and is ``ignored``: approval is learned by inquiry."""
+    """CHECKOUT.ORDER.APPROVED verifies and is ``approved``, about the waiting order."""
     paypal.set_auto_approve(on=False)
     waiting = await adapter.authorize(payment.authorization(1000))
     assert isinstance(waiting, ActionRequired)
@@ -864,7 +864,8 @@ async def test_an_order_approval_webhook_is_verified_and_ignored(
         await SandboxControl(paypal).webhook_about(waiting.reference)
     )
 
-    assert (notification.kind, notification.vendor_type) == ("ignored", "CHECKOUT.ORDER.APPROVED")
+    assert (notification.kind, notification.vendor_type) == ("approved", "CHECKOUT.ORDER.APPROVED")
+    assert notification.reference == waiting.reference
     assert notification.payment_id == payment.payment_id
 
 

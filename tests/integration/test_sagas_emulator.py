@@ -22,16 +22,24 @@ from processors.fake import TimeoutAfterApply
 from sagas.model import OperationKind
 from sandbox.stripe_api import FakeStripe
 from schemas.catalog import type_of
-from schemas.commands import AuthorizePayment
+from schemas.commands import Command
 from schemas.envelope import Envelope
 from schemas.processors import Processor
 from schemas.topology import EVENTS_TAIL_SUBSCRIPTION, PAYMENT_COMMANDS, Topology
 from tenancy.db import Database
 from tenancy.migration_files import Migration
 from tests.integration.outbox_helpers import FAST, eventually, eventually_async, provisioned
-from tests.integration.saga_helpers import SOURCE, Payments, authorize, make_payments, short
+from tests.integration.saga_helpers import (
+    SOURCE,
+    Payments,
+    authorize,
+    capture,
+    make_payments,
+    short,
+)
 from tests.integration.stripe_support import API_KEY, WEBHOOK_SECRET
 from tests.integration.test_sagas_stripe import all_intents, stripe_factory
+from tests.integration.webhook_support import webhook_stack
 
 if TYPE_CHECKING:
     from processors.stripe import StripeAdapter
@@ -58,12 +66,12 @@ class Tail:
         return len({ce_id for ce_id, kind, _ in self.seen if kind == name})
 
 
-def wire(tenant: str, command: AuthorizePayment, ce_id: str) -> WireMessage:
+def wire(tenant: str, command: Command, ce_id: str) -> WireMessage:
     """The command as the booking service publishes it."""
     envelope = Envelope(
         id=ce_id,
         source=SOURCE,
-        type=type_of(AuthorizePayment),
+        type=type_of(type(command)),
         time=datetime.now(UTC),
         subject=command.payment_id,
         tenant_id=tenant,
@@ -78,7 +86,7 @@ async def running(
     topology: Topology,
     transport: tuple[PubSubPublisher, PubSubSubscriber],
 ) -> AsyncIterator[Tail]:
-    """A worker (consumer, relay, timers) and an events-tail collector, until the block ends."""
+    """A worker (consumer, relay, timers, inbox) and an events-tail collector, until the end."""
     publisher, subscriber = transport
     worker = Worker(
         db=payments.db,
@@ -90,6 +98,7 @@ async def running(
         relay_config=FAST,
         max_in_flight=100,
         timers=payments.services.timers,
+        inbox=payments.services.inbox,
     )
     tail, stop = Tail(), asyncio.Event()
     tasks = [
@@ -237,3 +246,52 @@ async def eventually_state(payments: Payments, payment_id: str, state: str) -> N
         return await payments.state(payment_id) == state
 
     await eventually_async(reached, within=30)
+
+
+async def test_the_vertical_slice_command_to_webhook_to_events(
+    fresh_db: Database,
+    tenant_migrations: tuple[Migration, ...],
+    tenant_ids: Callable[[], str],
+    emulator_topology: Topology,
+    pubsub_transport: tuple[PubSubPublisher, PubSubSubscriber],
+) -> None:
+    """Command -> saga -> Stripe sandbox -> webhook -> inbox -> saga -> events, all real.
+
+    The command arrives on Pub/Sub, the webhook through payment-api, the events leave on
+    Pub/Sub. The sandbox charges and the response is lost, and the clock does not move (no inquiry
+    fires): only the sandbox's webhook can authorize the payment.
+    """
+    made: list[StripeAdapter] = []
+    publisher, _ = pubsub_transport
+    commands = emulator_topology.name(PAYMENT_COMMANDS)
+    with FakeStripe(api_keys=(API_KEY,), webhook_secret=WEBHOOK_SECRET) as sandbox:
+        tenant = await provisioned(fresh_db, tenant_migrations, tenant_ids())
+        payments = await make_payments(
+            fresh_db, tenant, (Processor.STRIPE,), factory=stripe_factory(sandbox, made)
+        )
+        try:
+            async with (
+                webhook_stack(payments) as api,
+                running(payments, emulator_topology, pubsub_transport) as tail,
+            ):
+                sandbox.configure_webhooks(f"{api.url}{api.path()}", WEBHOOK_SECRET)
+                sandbox.timeout_next("payment_intents.create", applied=True)
+                first = wire(tenant, authorize("pay_slice"), str(uuid.uuid4()))
+                await publisher.publish_batch([Outgoing(commands, first)])
+                await eventually(lambda: tail.count("payment.authorized") == 1, within=60)
+                second = wire(tenant, capture("pay_slice"), str(uuid.uuid4()))
+                await publisher.publish_batch([Outgoing(commands, second)])
+                await eventually(lambda: tail.count("payment.captured") == 1, within=60)
+                inbox = await api.inbox()
+        finally:
+            for adapter in made:
+                await adapter.aclose()
+    async with payments.db.tenant_transaction(tenant) as tx:
+        cause = await tx.conn.fetchval(
+            "SELECT message_id FROM payment_transitions WHERE payment_id = 'pay_slice'"
+            " AND to_state = 'authorized'"
+        )
+    assert cause.startswith("webhook:stripe:evt_")
+    assert {row["status"] for row in inbox} == {"applied"}
+    assert len(inbox) >= 2  # the authorization's event and the capture's
+    assert await payments.state("pay_slice") == "captured"

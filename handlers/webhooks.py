@@ -1,0 +1,276 @@
+"""Webhook ingress: verify a vendor's webhook and store it in the central inbox.
+
+``payment-api`` calls ``WebhookIngress.receive`` with the raw request. Nothing here
+touches a payment: a webhook is checked (the tenant exists and is served, the processor
+is attached, the signature verifies through the tenant's own adapter and secret) and its
+normalized ``Notification`` is inserted into ``payments_central.webhook_inbox``, unique
+per processor and vendor event id, so a redelivery stores nothing. The worker's inbox
+appliers (``handlers.inbox``) take it from there.
+
+What the endpoint answers follows from what is raised here:
+
+* ``IngestionPausedError``: an operator paused ingestion (DEPLOYMENT_TOPOLOGY 8): 503
+* ``UnknownTenantError`` / ``NotAttachedError``: no such (served) tenant or processor: 404
+* ``WebhookRejected``: the signature, age or content failed: 400, nothing stored
+* ``IngressUnavailableError``: verification or the inbox could not be reached: 503, so
+  the vendor retries; nothing is lost
+
+Only the normalized notification is stored (typed ids, amounts, times), never the raw
+body: what the vendor sent beyond that never reaches the database or the logs.
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+import asyncpg
+import structlog
+
+from handlers.ports import TenantPorts
+from processors.errors import ProcessorError, WebhookRejected
+from processors.port import WebhookRequest
+from schemas.clock import Clock
+from schemas.ids import InvalidTenantIdError, validate_tenant_id
+from schemas.notifications import Notification
+from schemas.processors import Processor, VendorEnv
+from tenancy.db import Database
+from tenancy.errors import UnknownTenantError
+from tenancy.lifecycle import Operation, allows
+from tenancy.registry import find_tenant
+
+_log = structlog.get_logger(__name__)
+
+PAUSE_SWITCH: Final = "webhook_ingestion_paused"
+SWITCH_TTL: Final = timedelta(seconds=1)
+TENANT_TTL: Final = timedelta(seconds=5)
+MAX_ACCOUNT_LENGTH: Final = 255
+_INSERT: Final = """
+INSERT INTO payments_central.webhook_inbox
+    (processor, vendor_event_id, tenant_id, event_type, payload, status, payment_id,
+     received_at, next_attempt_at, settled_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6::text, $7, $8::timestamptz, $8::timestamptz,
+        CASE WHEN $6::text = 'ignored' THEN $8::timestamptz END)
+ON CONFLICT (processor, vendor_event_id) DO NOTHING
+RETURNING inbox_id
+"""
+_SWITCH: Final = "SELECT reason FROM payments_central.service_switches WHERE name = $1"
+_CONNECT_ACCOUNT: Final = """
+SELECT tenant_id FROM payments_central.vendor_attachments
+ WHERE processor = 'stripe' AND env = $1 AND account_ref = $2 AND enabled
+ ORDER BY tenant_id
+"""
+_STORE_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+class IngestionPausedError(Exception):
+    """Webhook ingestion is paused; the vendor should retry later."""
+
+    def __init__(self, reason: str) -> None:
+        """Paused for ``reason`` (an operator's words)."""
+        super().__init__(f"webhook ingestion is paused: {reason}")
+        self.reason = reason
+
+
+class IngressUnavailableError(Exception):
+    """The webhook could not be verified or stored now; the vendor should retry."""
+
+
+class Stored(StrEnum):
+    """What became of an accepted webhook."""
+
+    STORED = "stored"
+    """A new inbox row, for the appliers."""
+    IGNORED = "ignored"
+    """A verified event the gateway does not act on, kept (status ``ignored``) for records."""
+    DUPLICATE = "duplicate"
+    """The vendor delivered this event before; nothing was inserted."""
+    UNROUTED = "unrouted"
+    """A Stripe Connect event for an account no tenant has attached; nothing was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The answer to an accepted webhook."""
+
+    outcome: Stored
+    tenant_id: str | None = None
+    event_id: str | None = None
+    inbox_id: int | None = None
+
+
+@dataclass(slots=True)
+class _Cached:
+    value: str | None
+    read_at: datetime
+
+
+class WebhookIngress:
+    """Verifies webhooks through the tenants' adapters and stores them in the inbox."""
+
+    def __init__(self, db: Database, ports: TenantPorts, clock: Clock, env: VendorEnv) -> None:
+        """Verify with the adapters ``ports`` builds; attachments of ``env`` only."""
+        self._db = db
+        self._ports = ports
+        self._clock = clock
+        self._env = env
+        self._switch: _Cached | None = None
+        self._served: dict[str, datetime] = {}
+
+    async def paused(self) -> str | None:
+        """Why ingestion is paused, or None; read at most once per ``SWITCH_TTL``."""
+        now = self._clock()
+        cached = self._switch
+        if cached is not None and now - cached.read_at < SWITCH_TTL:
+            return cached.value
+        try:
+            async with self._db.connection() as conn:
+                reason: str | None = await conn.fetchval(_SWITCH, PAUSE_SWITCH)
+        except _STORE_ERRORS as exc:
+            raise IngressUnavailableError("the ingestion switch could not be read") from exc
+        self._switch = _Cached(reason, now)
+        return reason
+
+    async def receive(
+        self, processor: Processor, tenant_id: str, webhook: WebhookRequest
+    ) -> Receipt:
+        """Verify ``webhook`` for the tenant's ``processor`` and store it once."""
+        reason = await self.paused()
+        if reason is not None:
+            raise IngestionPausedError(reason)
+        await self._check_tenant(tenant_id)
+        bound = await self._ports.bound(tenant_id, processor)
+        try:
+            notification = await bound.port.parse_webhook(webhook)
+        except WebhookRejected as exc:
+            _log.info(
+                "webhook_rejected", processor=processor, tenant_id=tenant_id, reason=exc.reason
+            )
+            raise
+        except ProcessorError as exc:
+            _log.warning(
+                "webhook_unverified", processor=processor, tenant_id=tenant_id, error=exc.code
+            )
+            raise IngressUnavailableError("the signature could not be verified now") from exc
+        if notification.processor is not processor:
+            raise WebhookRejected("mismatch", "the event belongs to another processor")
+        return await self._store(tenant_id, notification)
+
+    async def receive_connect(self, webhook: WebhookRequest) -> Receipt:
+        """A Stripe Connect platform event: routed to the tenant whose account it names."""
+        reason = await self.paused()
+        if reason is not None:
+            raise IngestionPausedError(reason)
+        account = _connect_account(webhook.body)
+        try:
+            async with self._db.connection() as conn:
+                rows = await conn.fetch(_CONNECT_ACCOUNT, self._env.value, account)
+        except _STORE_ERRORS as exc:
+            raise IngressUnavailableError("the attachments could not be read") from exc
+        if not rows:
+            _log.info("webhook_unrouted", processor=Processor.STRIPE, account=account)
+            return Receipt(Stored.UNROUTED)
+        if len(rows) > 1:
+            _log.warning("stripe_account_shared", account=account, tenants=len(rows))
+        return await self.receive(Processor.STRIPE, rows[0]["tenant_id"], webhook)
+
+    async def _check_tenant(self, tenant_id: str) -> None:
+        """``UnknownTenantError`` unless the tenant exists and takes webhooks."""
+        try:
+            validate_tenant_id(tenant_id)
+        except InvalidTenantIdError as exc:
+            raise UnknownTenantError("not a tenant id") from exc
+        now = self._clock()
+        seen = self._served.get(tenant_id)
+        if seen is not None and now - seen < TENANT_TTL:
+            return
+        try:
+            async with self._db.connection() as conn:
+                tenant = await find_tenant(conn, tenant_id)
+        except _STORE_ERRORS as exc:
+            raise IngressUnavailableError("the tenant registry could not be read") from exc
+        if tenant is None or not allows(tenant.status, Operation.WEBHOOK):
+            self._served.pop(tenant_id, None)
+            raise UnknownTenantError(f"unknown tenant {tenant_id}")
+        self._served[tenant_id] = now
+
+    async def _store(self, tenant_id: str, notification: Notification) -> Receipt:
+        status = "ignored" if notification.kind == "ignored" else "pending"
+        try:
+            async with self._db.connection() as conn:
+                inbox_id = await conn.fetchval(
+                    _INSERT,
+                    notification.processor.value,
+                    notification.event_id,
+                    tenant_id,
+                    notification.vendor_type,
+                    notification.model_dump_json(),
+                    status,
+                    notification.payment_id,
+                    self._clock(),
+                )
+        except _STORE_ERRORS as exc:
+            _log.error("webhook_store_failed", tenant_id=tenant_id, error=type(exc).__name__)
+            raise IngressUnavailableError("the webhook inbox could not be written") from exc
+        log = _log.bind(
+            processor=notification.processor,
+            tenant_id=tenant_id,
+            event_id=notification.event_id,
+            kind=notification.kind,
+        )
+        if inbox_id is None:
+            log.info("webhook_duplicate")
+            return Receipt(Stored.DUPLICATE, tenant_id, notification.event_id)
+        log.info("webhook_stored", inbox_id=inbox_id)
+        outcome = Stored.IGNORED if status == "ignored" else Stored.STORED
+        return Receipt(outcome, tenant_id, notification.event_id, inbox_id)
+
+
+def _connect_account(body: bytes) -> str:
+    """The ``account`` a Connect event names (unverified: it only picks the secret)."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        raise WebhookRejected("malformed", "the body is not JSON") from None
+    account = event.get("account") if isinstance(event, Mapping) else None
+    if (
+        not isinstance(account, str)
+        or not account.startswith("acct_")
+        or len(account) > MAX_ACCOUNT_LENGTH
+    ):
+        raise WebhookRejected("malformed", "a Connect event names its acct_ account")
+    return account
+
+
+async def pause_ingestion(db: Database, reason: str, by: str) -> bool:
+    """Turn the pause switch on (True if it was off); every pod sees it within a second."""
+    async with db.connection() as conn:
+        inserted = await conn.fetchval(
+            "INSERT INTO payments_central.service_switches (name, reason, set_by)"
+            " VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING RETURNING true",
+            PAUSE_SWITCH,
+            reason,
+            by,
+        )
+    _log.warning("webhook_ingestion_paused", reason=reason, by=by)
+    return bool(inserted)
+
+
+async def resume_ingestion(db: Database, by: str) -> bool:
+    """Turn the pause switch off (True if it was on)."""
+    async with db.connection() as conn:
+        deleted = await conn.fetchval(
+            "DELETE FROM payments_central.service_switches WHERE name = $1 RETURNING true",
+            PAUSE_SWITCH,
+        )
+    _log.warning("webhook_ingestion_resumed", by=by)
+    return bool(deleted)
+
+
+async def ingestion_pause(db: Database) -> str | None:
+    """Why ingestion is paused, or None, read now."""
+    async with db.connection() as conn:
+        reason: str | None = await conn.fetchval(_SWITCH, PAUSE_SWITCH)
+    return reason
