@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/payment-gateway dev
+	$(BIN)/payment-gateway dev --demo
 
 test: $(STAMP) lint types imports pytest
 

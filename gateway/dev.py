@@ -1,18 +1,23 @@
 """Dev mode: everything on embedded defaults, up until Ctrl-C."""
 
+import asyncio
+from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
 
 import structlog
 from pydantic import SecretStr
 
+from gateway.api import serving
+from gateway.api_runtime import api_for
 from gateway.bootstrap import Container, bootstrap
+from gateway.demo import Demo, DemoOutput
 from gateway.runtime import emulator_if_needed, stop_on_signals, worker_for
-from gateway.sandboxes import DEMO_CREDENTIALS, running_sandboxes
+from gateway.sandboxes import DEMO_CREDENTIALS, Sandboxes, running_sandboxes
 from gateway.settings import ProcessorBackend, Settings
 from outbox.pubsub_admin import ensure_topology
 from schemas.processors import Processor, VendorEnv
-from schemas.topology import TOPOLOGY
+from schemas.topology import TOPOLOGY, Topology
 from tenancy.central import migrate_central
 from tenancy.errors import DuplicateAttachmentError, SecretNotFoundError
 from tenancy.provisioning import ProvisionRequest, provision_tenant
@@ -89,8 +94,8 @@ async def _attach_demo_processors(container: Container) -> None:
             continue  # attached by an earlier run
 
 
-async def run_dev(settings: Settings) -> None:
-    """Embedded Postgres, the emulator, the vendor sandboxes, the demo tenant and a worker."""
+async def run_dev(settings: Settings, *, demo: bool = False) -> None:
+    """Embedded Postgres, the emulator, the sandboxes, the demo tenant, API and worker."""
     stop = stop_on_signals()
     with emulator_if_needed() as emulator_host, running_sandboxes() as sandboxes:
         settings = settings.model_copy(
@@ -102,20 +107,73 @@ async def run_dev(settings: Settings) -> None:
         async with bootstrap(settings) as container:
             await prepare(container)
             topology = await ensure_topology(TOPOLOGY, project=settings.pubsub_project)
-            async with worker_for(container, settings) as worker:
-                _log.info(
-                    "dev_running",
-                    environment=settings.environment,
-                    database=redact_dsn(container.dsn),
-                    embedded_postgres=settings.database_url is None,
-                    pubsub_emulator=emulator_host,
-                    pubsub_project=settings.pubsub_project,
-                    topics_created=list(topology.created),
-                    demo_tenant=DEMO_TENANT,
-                    sandboxes={str(p): url for p, url in sandboxes.urls().items()},
-                    secrets=settings.secret_backend,
-                    archive=settings.archive_backend,
-                    hint="Ctrl-C stops; payments-admin-cli list-tenants shows the registry",
-                )
-                await worker.run(stop)
+            _log.info(
+                "dev_prepared",
+                environment=settings.environment,
+                database=redact_dsn(container.dsn),
+                embedded_postgres=settings.database_url is None,
+                pubsub_emulator=emulator_host,
+                pubsub_project=settings.pubsub_project,
+                topics_created=list(topology.created),
+                sandboxes={str(p): url for p, url in sandboxes.urls().items()},
+                secrets=settings.secret_backend,
+                archive=settings.archive_backend,
+            )
+            await serve_dev_stack(container, sandboxes, TOPOLOGY, stop, demo=demo)
     _log.info("dev_stopped")
+
+
+async def serve_dev_stack(  # noqa: PLR0913 (the stack's parts, then how to run it)
+    container: Container,
+    sandboxes: Sandboxes,
+    topology: Topology,
+    stop: asyncio.Event,
+    *,
+    demo: bool = False,
+    stop_after_demo: bool = False,
+    say: Callable[[str], None] = print,
+) -> DemoOutput | None:
+    """payment-api and payment-worker for the demo tenant until ``stop``; the demo, if asked.
+
+    The sandboxes deliver their webhooks to this payment-api. A failed demo is logged;
+    the stack keeps running (unless ``stop_after_demo``).
+    """
+    settings = container.settings
+    async with (
+        api_for(container) as (application, _),
+        serving(application, settings.api_host, settings.api_port) as api_url,
+        worker_for(container, settings, topology) as worker,
+    ):
+        sandboxes.deliver_to(api_url, DEMO_TENANT)
+        _log.info(
+            "dev_running",
+            api=api_url,
+            demo_tenant=DEMO_TENANT,
+            webhooks=f"{api_url}/webhooks/{{processor}}/{DEMO_TENANT}",
+            hint="Ctrl-C stops; payments-admin-cli list-tenants shows the registry",
+        )
+        played: list[DemoOutput] = []
+
+        async def play() -> None:
+            scene = Demo(
+                container.db,
+                DEMO_TENANT,
+                worker.publisher,
+                worker.subscriber,
+                topology,
+                sandboxes,
+                say,
+            )
+            try:
+                played.append(await scene.run(stop))
+            except TimeoutError as exc:
+                _log.error("demo_failed", error=str(exc))
+            finally:
+                if stop_after_demo:
+                    stop.set()
+
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(worker.run(stop))
+            if demo:
+                tasks.create_task(play())
+    return played[0] if played else None

@@ -16,14 +16,16 @@ from gateway.settings import Settings
 from gateway.worker import Worker
 from outbox.pubsub import PubSubPublisher, PubSubSubscriber
 from outbox.relay import RelayConfig
-from schemas.topology import TOPOLOGY
+from schemas.topology import TOPOLOGY, Topology
 
 _log = structlog.get_logger(__name__)
 EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
 
 
 @asynccontextmanager
-async def worker_for(container: Container, settings: Settings) -> AsyncIterator[Worker]:
+async def worker_for(
+    container: Container, settings: Settings, topology: Topology = TOPOLOGY
+) -> AsyncIterator[Worker]:
     """A worker on real Pub/Sub (or the emulator), closed on exit."""
     publisher = PubSubPublisher(settings.pubsub_project)
     subscriber = PubSubSubscriber(settings.pubsub_project)
@@ -33,7 +35,7 @@ async def worker_for(container: Container, settings: Settings) -> AsyncIterator[
             db=container.db,
             publisher=publisher,
             subscriber=subscriber,
-            topology=TOPOLOGY,
+            topology=topology,
             router=payment_router(services),
             clock=container.clock,
             relay_config=RelayConfig(),

@@ -49,6 +49,15 @@ class Sandboxes:
     paypal: PayPalSandbox
     hesabpay: HesabPayMock
 
+    def deliver_to(self, api_url: str, tenant_id: str) -> None:
+        """Send every sandbox's webhooks to payment-api at ``api_url``, for ``tenant_id``."""
+        hooks = f"{api_url}/webhooks"
+        self.stripe.configure_webhooks(f"{hooks}/stripe/{tenant_id}", DEMO_STRIPE_WEBHOOK_SECRET)
+        self.paypal.register_webhook(f"{hooks}/paypal/{tenant_id}", DEMO_PAYPAL_WEBHOOK_ID)
+        self.hesabpay.state.add_account(
+            DEMO_HESABPAY_MERCHANT, DEMO_HESABPAY_KEY, f"{hooks}/hesabpay/{tenant_id}"
+        )
+
     def urls(self) -> dict[Processor, str]:
         """Each sandbox's base URL, by processor."""
         return {

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from typing import Annotated
 
 import structlog
 import typer
@@ -43,12 +44,24 @@ def _settings() -> Settings:
 
 
 @app.command()
-def dev() -> None:
-    """Run everything locally on embedded defaults until Ctrl-C (what `make run` starts)."""
+def dev(
+    demo: Annotated[  # noqa: FBT002 (a typer flag)
+        bool,
+        typer.Option(
+            "--demo/--no-demo",
+            help="Play the demo once the stack is up: booking commands in, events out.",
+        ),
+    ] = False,
+) -> None:
+    """Run everything locally on embedded defaults until Ctrl-C (what `make run` starts).
+
+    Embedded Postgres, the Pub/Sub emulator, the three vendor sandboxes, the demo tenant,
+    payment-api (PAYMENTS_API_PORT, default 8080) and payment-worker.
+    """
     settings = _settings()
     telemetry = configure_telemetry("dev")
     try:
-        asyncio.run(run_dev(settings))
+        asyncio.run(run_dev(settings, demo=demo))
     finally:
         telemetry.shutdown()
 

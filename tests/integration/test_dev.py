@@ -1,18 +1,21 @@
 """Dev mode's preparation: central migrations, the demo tenant and its processors."""
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from gateway.bootstrap import bootstrap
-from gateway.dev import DEMO_TENANT, prepare
+from gateway.dev import DEMO_TENANT, prepare, serve_dev_stack
 from gateway.payments import services_for
 from gateway.sandboxes import running_sandboxes
 from gateway.settings import ProcessorBackend, Settings
 from handlers.commands import Received
 from schemas.commands import AuthorizePayment
 from schemas.processors import Processor
+from schemas.topology import Topology
 from tenancy.vendors import list_attachments
+from tests.emulator import PROJECT
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +79,52 @@ async def test_the_demo_tenant_pays_through_the_sandboxes(fresh_dsn: str, tmp_pa
     assert row is not None
     assert (row["state"], row["processor"], row["captured_minor"]) == ("captured", "stripe", 4200)
     assert sandboxes.stripe.requests
+
+
+async def test_make_run_plays_the_demo_through_every_part(
+    fresh_dsn: str, tmp_path: Path, pubsub_emulator_host: str, emulator_topology: Topology
+) -> None:
+    """The dev stack with --demo: commands on Pub/Sub, three vendors, webhooks, events out.
+
+    The PayPal payment is authorized only after the sandbox's approval webhook reaches
+    payment-api; the HesabPay payment is captured only by HesabPay's webhook.
+    """
+    assert pubsub_emulator_host
+    lines: list[str] = []
+    with running_sandboxes() as sandboxes:
+        settings = Settings(
+            database_url=fresh_dsn,
+            local_dir=tmp_path,
+            secret_file_dir=tmp_path / "secrets",
+            archive_dir=tmp_path / "archive",
+            processor_backend=ProcessorBackend.VENDORS,
+            sandbox_urls=sandboxes.urls(),
+            pubsub_project=PROJECT,
+            api_port=0,
+        )
+        async with bootstrap(settings) as container:
+            await prepare(container)
+            played = await serve_dev_stack(
+                container,
+                sandboxes,
+                emulator_topology,
+                asyncio.Event(),
+                demo=True,
+                stop_after_demo=True,
+                say=lines.append,
+            )
+            async with container.db.connection() as conn:
+                rows = await conn.fetch(
+                    "SELECT processor, status FROM payments_central.webhook_inbox"
+                    " WHERE tenant_id = $1",
+                    DEMO_TENANT,
+                )
+    assert played is not None, "\n".join(lines)
+    names = [name for name, _ in played.events]
+    assert names.count("payment.authorized") == 3
+    assert names.count("payment.captured") == 3
+    assert names.count("payment.action_required") == 2
+    assert names.count("payment.refunded") == 1
+    assert {row["processor"] for row in rows} == {"stripe", "paypal", "hesabpay"}
+    assert "parked" not in {row["status"] for row in rows}
+    assert any("event  payment.refunded" in line for line in lines)
