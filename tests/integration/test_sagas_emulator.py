@@ -282,6 +282,12 @@ async def test_the_vertical_slice_command_to_webhook_to_events(
                 second = wire(tenant, capture("pay_slice"), str(uuid.uuid4()))
                 await publisher.publish_batch([Outgoing(commands, second)])
                 await eventually(lambda: tail.count("payment.captured") == 1, within=60)
+
+                async def both_applied() -> bool:
+                    rows = await api.inbox()
+                    return len(rows) >= 2 and {r["status"] for r in rows} == {"applied"}
+
+                await eventually_async(both_applied, within=30)
                 inbox = await api.inbox()
         finally:
             for adapter in made:

@@ -133,7 +133,7 @@ class WebhookStack:
         return [dict(row) for row in rows]
 
     async def apply(self) -> int:
-        """Apply the inbox rows due now; how many were claimed."""
+        """Apply the inbox rows due now (other tests' too: they share the database)."""
         return await self.payments.services.inbox.run_once()
 
     async def retry_later(self, delta: timedelta = timedelta(seconds=5)) -> int:
