@@ -19,6 +19,7 @@ Only the normalized notification is stored (typed ids, amounts, times), never th
 body: what the vendor sent beyond that never reaches the database or the logs.
 """
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,10 +52,14 @@ _INSERT: Final = """
 INSERT INTO payments_central.webhook_inbox
     (processor, vendor_event_id, tenant_id, event_type, payload, status, payment_id,
      received_at, next_attempt_at, settled_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6::text, $7, $8::timestamptz, $8::timestamptz,
-        CASE WHEN $6::text = 'ignored' THEN $8::timestamptz END)
+SELECT processor, event_id, tenant_id, event_type, payload::jsonb, status, payment_id,
+       received_at, received_at, CASE WHEN status = 'ignored' THEN received_at END
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::timestamptz[])
+       AS batch (processor, event_id, tenant_id, event_type, payload, status, payment_id,
+               received_at)
 ON CONFLICT (processor, vendor_event_id) DO NOTHING
-RETURNING inbox_id
+RETURNING processor, vendor_event_id, inbox_id
 """
 _SWITCH: Final = "SELECT reason FROM payments_central.service_switches WHERE name = $1"
 _CONNECT_ACCOUNT: Final = """
@@ -76,6 +81,108 @@ class IngestionPausedError(Exception):
 
 class IngressUnavailableError(Exception):
     """The webhook could not be verified or stored now; the vendor should retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class _InboxRow:
+    processor: str
+    event_id: str
+    tenant_id: str
+    event_type: str
+    payload: str
+    status: str
+    payment_id: str | None
+    received_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.processor, self.event_id
+
+
+_Waiter = tuple[_InboxRow, "asyncio.Future[int | None]"]
+
+
+class InboxWriter:
+    """Inserts inbox rows, many per statement: concurrent webhooks share a round trip.
+
+    A row waits only while earlier batches are being written (at most ``FLUSHERS`` at
+    once); whatever queued meanwhile goes in the next statement, so one commit serves
+    many webhooks. Each caller learns its row's id, or None when the event was stored
+    before (by an earlier delivery, or by a copy in the same batch).
+    """
+
+    FLUSHERS: Final = 2
+    MAX_BATCH: Final = 256
+
+    def __init__(self, db: Database) -> None:
+        """Write through ``db``."""
+        self._db = db
+        self._queue: list[_Waiter] = []
+        self._flushing = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def insert(self, row: _InboxRow) -> int | None:
+        """Store ``row``; its inbox id, or None if the event was already stored."""
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((row, future))
+        if self._flushing < self.FLUSHERS:
+            self._flushing += 1
+            task = asyncio.create_task(self._flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self.MAX_BATCH]
+                del self._queue[: self.MAX_BATCH]
+                await self._write(batch)
+        finally:
+            self._flushing -= 1
+
+    async def _write(self, batch: list[_Waiter]) -> None:
+        unique: dict[tuple[str, str], _InboxRow] = {}
+        for row, _ in batch:
+            unique.setdefault(row.key, row)
+        rows = list(unique.values())
+        try:
+            inserted = await self._insert(rows)
+        except asyncpg.PostgresError as exc:
+            if len(rows) == 1:
+                self._fail(batch, exc)
+                return
+            # One row the database refuses must not fail its neighbours: one by one.
+            for row in rows:
+                await self._write([w for w in batch if w[0].key == row.key])
+            return
+        except _STORE_ERRORS as exc:
+            self._fail(batch, exc)
+            return
+        for row, future in batch:
+            if not future.done():
+                future.set_result(inserted.pop(row.key, None))
+
+    async def _insert(self, rows: list[_InboxRow]) -> dict[tuple[str, str], int]:
+        async with self._db.connection() as conn:
+            records = await conn.fetch(
+                _INSERT,
+                [r.processor for r in rows],
+                [r.event_id for r in rows],
+                [r.tenant_id for r in rows],
+                [r.event_type for r in rows],
+                [r.payload for r in rows],
+                [r.status for r in rows],
+                [r.payment_id for r in rows],
+                [r.received_at for r in rows],
+            )
+        return {(r["processor"], r["vendor_event_id"]): r["inbox_id"] for r in records}
+
+    @staticmethod
+    def _fail(batch: list[_Waiter], exc: BaseException) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(exc)
 
 
 class Stored(StrEnum):
@@ -118,6 +225,7 @@ class WebhookIngress:
         self._env = env
         self._switch: _Cached | None = None
         self._served: dict[str, datetime] = {}
+        self._writer = InboxWriter(db)
 
     async def paused(self) -> str | None:
         """Why ingestion is paused, or None; read at most once per ``SWITCH_TTL``."""
@@ -198,19 +306,18 @@ class WebhookIngress:
 
     async def _store(self, tenant_id: str, notification: Notification) -> Receipt:
         status = "ignored" if notification.kind == "ignored" else "pending"
+        row = _InboxRow(
+            notification.processor.value,
+            notification.event_id,
+            tenant_id,
+            notification.vendor_type,
+            notification.model_dump_json(),
+            status,
+            notification.payment_id,
+            self._clock(),
+        )
         try:
-            async with self._db.connection() as conn:
-                inbox_id = await conn.fetchval(
-                    _INSERT,
-                    notification.processor.value,
-                    notification.event_id,
-                    tenant_id,
-                    notification.vendor_type,
-                    notification.model_dump_json(),
-                    status,
-                    notification.payment_id,
-                    self._clock(),
-                )
+            inbox_id = await self._writer.insert(row)
         except _STORE_ERRORS as exc:
             _log.error("webhook_store_failed", tenant_id=tenant_id, error=type(exc).__name__)
             raise IngressUnavailableError("the webhook inbox could not be written") from exc

@@ -317,3 +317,30 @@ async def test_ingress_answers_while_the_applier_is_busy(stack: WebhookStack) ->
     responses = await asyncio.gather(*(stack.post(s) for s in signed))
     assert {r.status_code for r in responses} == {200}
     assert len(await stack.inbox()) == 40
+
+
+async def test_a_row_the_inbox_refuses_gets_503_and_spares_its_batch(
+    stack: WebhookStack, db: Database
+) -> None:
+    """Written in one statement with 20 others, a refused row alone gets 503 (retried)."""
+    async with db.connection() as conn:
+        await conn.execute(
+            "ALTER TABLE payments_central.webhook_inbox ADD CONSTRAINT refuse_for_test"
+            " CHECK (vendor_event_id NOT LIKE 'evt_refused_%') NOT VALID"
+        )
+    try:
+        good = [authorized_event(event_id=f"evt_batch_{n}") for n in range(20)]
+        bad = authorized_event(event_id="evt_refused_1")
+        responses = await asyncio.gather(*(stack.post(s) for s in [*good[:10], bad, *good[10:]]))
+    finally:
+        async with db.connection() as conn:
+            await conn.execute(
+                "ALTER TABLE payments_central.webhook_inbox DROP CONSTRAINT refuse_for_test"
+            )
+    refused = responses[10]
+    assert (refused.status_code, refused.json()["error"]) == (503, "unavailable")
+    assert refused.headers["retry-after"] == "60"
+    assert [r.status_code for r in responses[:10] + responses[11:]] == [200] * 20
+    stored = {r["vendor_event_id"] for r in await stack.inbox()}
+    assert stored == {f"evt_batch_{n}" for n in range(20)}
+    assert (await stack.post(bad)).status_code == 200  # the vendor's retry, later
