@@ -210,6 +210,13 @@ def _voided(payment: Payment, notification: Notification) -> Verdict:
 
 def _failed(payment: Payment, notification: Notification, kind: OperationKind) -> Verdict:
     waiting = _in_flight(payment, notification, kind)
+    settled = [
+        op
+        for op in _ops(payment, notification, kind)
+        if not op.in_flight and op.reference is not None and op.reference in _names(notification)
+    ]
+    if settled and not any(_about(op, notification) for op in waiting):
+        return Known(f"the {kind} it names already has its outcome")
     if waiting:
         op = _pick(waiting, notification)
         code: FailureCode = (

@@ -649,3 +649,15 @@ def test_nothing_in_flight_is_never_resolved_or_inquired(
     assert not saga.in_flight()
     verdict = interpret(saga, notification)
     assert isinstance(verdict, Known | Later | Conflict), verdict
+
+
+def test_a_failure_naming_a_settled_refund_leaves_the_one_in_flight() -> None:
+    """A late failure about refund #3 (settled) does not decline refund #4 (in flight)."""
+    saga = settled(
+        named(refund(3, SUCCEEDED), "re_3"), named(refund(4, IN_DOUBT), "re_4"), refunded=500
+    )
+    assert isinstance(interpret(saga, note("refund_failed", reference="re_3")), Known)
+    verdict = interpret(saga, note("refund_failed", reference="re_4"))
+    assert isinstance(verdict, Resolve), verdict
+    assert isinstance(verdict.outcome, Declined), verdict.outcome
+    assert verdict.outcome.seq == 4
