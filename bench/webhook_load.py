@@ -1,4 +1,4 @@
-"""Load for bench.webhooks: Stripe events signed ahead of time, and a lean HTTP/1.1 client.
+"""Load for bench.webhooks: signed Stripe events, a lean HTTP/1.1 client, CPU accounting.
 
 The client speaks just enough HTTP/1.1 on raw asyncio streams for a keep-alive POST and
 its ``content-length`` answer (what uvicorn sends for a JSON response), so that it costs
@@ -10,14 +10,17 @@ so a slow server cannot hide behind a slow sender).
 
 import asyncio
 import json
+import os
 import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 from bench.saga_common import percentile
+from bench.saga_load import Watched, cpu_seconds
 from sandbox.stripe_wire import signature_header
 
 HEAD_END: Final = b"\r\n\r\n"
@@ -267,3 +270,30 @@ async def open_loop(
         late_p99_ms=_ms(tally.late, 99),
         errors=tally.errors(),
     )
+
+
+ELSEWHERE: Final = "elsewhere"
+STOLEN: Final = "stolen"
+
+
+def usage(watched: Watched) -> dict[str, float]:
+    """CPU seconds so far: each watched process, the rest of the machine, and steal.
+
+    From /proc/stat: ``elsewhere`` is the machine's busy time (user, nice, system, irq,
+    softirq) minus the watched processes': other processes, and kernel work charged to
+    none; ``stolen`` is the time the hypervisor gave this machine's CPUs to others.
+    """
+    used = cpu_seconds(watched)
+    with Path("/proc/stat").open() as stat:
+        fields = [int(value) for value in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = (user + nice + system + irq + softirq) / tick
+    return used | {ELSEWHERE: busy - sum(used.values()), STOLEN: steal / tick}
+
+
+def per_1000(before: dict[str, float], after: dict[str, float], done: int) -> dict[str, float]:
+    """CPU seconds per 1,000 webhooks: each part, and the watched processes' total."""
+    used = {name: round((after[name] - before[name]) * 1000 / max(done, 1), 3) for name in after}
+    ours = sum(v for name, v in used.items() if name not in {ELSEWHERE, STOLEN})
+    return used | {"total": round(ours, 3)}

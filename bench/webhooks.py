@@ -60,9 +60,18 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bench.saga_common import RESULTS
-from bench.saga_load import Watched, cpu_seconds
+from bench.saga_load import Watched
 from bench.sagas import embedded_postgres
-from bench.webhook_load import Latency, Target, Throughput, closed_loop, open_loop, wait_ready
+from bench.webhook_load import (
+    Latency,
+    Target,
+    Throughput,
+    closed_loop,
+    open_loop,
+    per_1000,
+    usage,
+    wait_ready,
+)
 from bench.webhook_load import signed_requests as sign
 from gateway.api import serving
 from gateway.api_runtime import api_for
@@ -262,33 +271,6 @@ class Server:
     argv: list[str]
     env: dict[str, str]
     port: int
-
-
-ELSEWHERE: Final = "elsewhere"
-STOLEN: Final = "stolen"
-
-
-def usage(watched: Watched) -> dict[str, float]:
-    """CPU seconds so far: each watched process, the rest of the machine, and steal.
-
-    From /proc/stat: ``elsewhere`` is the machine's busy time (user, nice, system, irq,
-    softirq) minus the watched processes': other processes, and kernel work charged to
-    none; ``stolen`` is the time the hypervisor gave this machine's CPUs to others.
-    """
-    used = cpu_seconds(watched)
-    with Path("/proc/stat").open() as stat:
-        fields = [int(value) for value in stat.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    tick = os.sysconf("SC_CLK_TCK")
-    busy = (user + nice + system + irq + softirq) / tick
-    return used | {ELSEWHERE: busy - sum(used.values()), STOLEN: steal / tick}
-
-
-def per_1000(before: dict[str, float], after: dict[str, float], done: int) -> dict[str, float]:
-    """CPU seconds per 1,000 webhooks: each part, and the watched processes' total."""
-    used = {name: round((after[name] - before[name]) * 1000 / max(done, 1), 3) for name in after}
-    ours = sum(v for name, v in used.items() if name not in {ELSEWHERE, STOLEN})
-    return used | {"total": round(ours, 3)}
 
 
 @dataclass(frozen=True, slots=True)
