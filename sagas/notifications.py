@@ -17,8 +17,11 @@ payment, giving one of:
   the saga recorded as failed): an operator must look; it is never applied.
 
 Amounts are compared in minor units. Stripe reports captured and refunded amounts as the
-running total, so a notification matches an operation of ``amount`` when it says
-``amount`` or what was already settled plus ``amount``.
+running total, so there a notification fits an operation of ``amount`` when it says what
+was already settled plus ``amount``; PayPal reports each operation's own amount. A
+notification that names a finished operation by its own id, or whose running total is
+already recorded, is ``Known``: a late delivery never settles the next operation of the
+same amount. One that fits several operations in flight waits (their inquiries decide).
 """
 
 from collections.abc import Callable, Mapping
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 
 CAPTURES_AT_ONCE = frozenset({Processor.HESABPAY})
 """Processors that cannot hold funds: their authorization is a capture."""
+RUNNING_TOTALS = frozenset({Processor.STRIPE})
+"""Processors whose captured and refunded amounts are the total so far, not per operation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,21 +157,63 @@ def _authorized(payment: Payment, notification: Notification) -> Verdict:
     return Later("no authorization is in flight at this processor yet")
 
 
-def _against_captures(
-    payment: Payment, notification: Notification, captures: list[Operation]
-) -> Verdict:
-    for op in captures:
-        if _amount_is(notification, op.amount, payment.captured + op.amount):
-            return Resolve(Succeeded(op.seq, _reference(notification, op), op.amount))
-    if notification.amount is not None and notification.amount.minor <= payment.captured:
-        return Known("the captured amount is already recorded")
-    return Conflict(_amounts("captured", notification, *(op.amount for op in captures)))
+def _named_settled(payment: Payment, notification: Notification, kind: OperationKind) -> bool:
+    """Whether the notification names a finished operation of ``kind`` by its own id.
+
+    Only ids no other operation shares count: a Stripe capture's reference is its
+    PaymentIntent's, the same as the authorization's, so it identifies nothing.
+    """
+    names = _names(notification)
+    references = [op.reference for op in payment.operations if op.reference]
+    return any(
+        not op.in_flight and op.reference in names and references.count(op.reference) == 1
+        for op in _ops(payment, notification, kind)
+    )
+
+
+def _settling(notification: Notification, ops: list[Operation], settled: int) -> list[Operation]:
+    """The operations in flight the notification's amount fits (``settled``: so far).
+
+    Stripe reports the running total (what was settled so far plus this one); the others
+    report each operation's own amount. Without an amount, every one fits.
+    """
+    amount = notification.amount
+    if amount is None:
+        return ops
+    if notification.processor in RUNNING_TOTALS:
+        return [op for op in ops if amount.minor == settled + op.amount]
+    return [op for op in ops if amount.minor == op.amount]
+
+
+def _settle_one(
+    payment: Payment,
+    notification: Notification,
+    kind: OperationKind,
+    settled: int,
+) -> Verdict | None:
+    """Resolve the one operation in flight the notification fits; None if none is."""
+    ops = sorted(_in_flight(payment, notification, kind), key=lambda o: o.seq)
+    if not ops:
+        return None
+    if _named_settled(payment, notification, kind):
+        return Known(f"the {kind} it names is already recorded")
+    named = [op for op in ops if _about(op, notification) and op.reference is not None]
+    fitting = [op for op in (named or ops) if op in _settling(notification, ops, settled)]
+    if len(fitting) == 1:
+        op = fitting[0]
+        return Resolve(Succeeded(op.seq, _reference(notification, op), op.amount))
+    if len(fitting) > 1:
+        return Later(f"it fits {len(fitting)} {kind}s in flight; waiting for their inquiries")
+    amount = notification.amount
+    if amount is not None and amount.minor <= settled:
+        return Known(f"the {kind}d amount is already recorded")
+    return Conflict(_amounts(f"{kind}d", notification, *(op.amount for op in ops)))
 
 
 def _captured(payment: Payment, notification: Notification) -> Verdict:
-    captures = _in_flight(payment, notification, OperationKind.CAPTURE)
-    if captures:
-        return _against_captures(payment, notification, captures)
+    verdict = _settle_one(payment, notification, OperationKind.CAPTURE, payment.captured)
+    if verdict is not None:
+        return verdict
     waiting = _in_flight(payment, notification, OperationKind.AUTHORIZE)
     at_once = payment.request.capture == "automatic" or notification.processor in CAPTURES_AT_ONCE
     if waiting and at_once:
@@ -181,15 +228,12 @@ def _captured(payment: Payment, notification: Notification) -> Verdict:
 
 
 def _refunded(payment: Payment, notification: Notification) -> Verdict:
-    refunds = sorted(_in_flight(payment, notification, OperationKind.REFUND), key=lambda o: o.seq)
-    for op in refunds:
-        if _amount_is(notification, op.amount, payment.refunded + op.amount):
-            return Resolve(Succeeded(op.seq, _reference(notification, op), op.amount))
+    verdict = _settle_one(payment, notification, OperationKind.REFUND, payment.refunded)
+    if verdict is not None:
+        return verdict
     settled = notification.amount.minor if notification.amount is not None else 1
     if payment.refunded >= settled:
         return Known("the refund is already recorded")
-    if refunds:
-        return Conflict(_amounts("refunded", notification, *(op.amount for op in refunds)))
     return Later("no refund is in flight at this processor yet")
 
 

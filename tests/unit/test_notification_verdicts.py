@@ -275,8 +275,24 @@ CAPTURED_CASES: Final = [
     pytest.param(
         PARTIAL,
         note("captured", usd(4_000), reference="ch_2"),
-        Resolve(Succeeded(3, "ch_2", 4_000)),
-        id="partial-exact-amount",
+        Conflict,
+        id="stripe-own-amount-is-not-its-running-total",
+    ),
+    pytest.param(
+        held(op(2, OperationKind.CAPTURE, IN_DOUBT, 4_000, processor=PAYPAL)),
+        note("captured", usd(4_000), processor=PAYPAL, reference="CAP-2"),
+        Resolve(Succeeded(2, "CAP-2", 4_000)),
+        id="paypal-own-amount",
+    ),
+    pytest.param(
+        held(
+            named(op(2, OperationKind.CAPTURE, SUCCEEDED, 4_000, processor=PAYPAL), "CAP-2"),
+            op(3, OperationKind.CAPTURE, PENDING, 4_000, processor=PAYPAL),
+            captured=4_000,
+        ),
+        note("captured", usd(4_000), processor=PAYPAL, reference="CAP-2"),
+        Known,
+        id="paypal-late-event-of-a-settled-capture-leaves-the-next-alone",
     ),
     pytest.param(
         PARTIAL,
@@ -377,14 +393,14 @@ REFUNDED_CASES: Final = [
     pytest.param(
         settled(refund(4, PENDING), refund(3, IN_DOUBT)),
         note("refunded", usd(500), reference="re_1"),
-        Resolve(Succeeded(3, "re_1", 500)),
-        id="two-in-flight-lowest-first",
+        Later,
+        id="two-in-flight-same-total-waits",
     ),
     pytest.param(
         settled(refund(3, PENDING), refund(4, PENDING)),
         note("refunded", reference="re_1"),
-        Resolve(Succeeded(3, "re_1", 500)),
-        id="two-in-flight-no-amount",
+        Later,
+        id="two-in-flight-no-amount-waits",
     ),
     pytest.param(
         settled(refund(3, SUCCEEDED), refund(4, PENDING), refunded=500),
@@ -403,6 +419,12 @@ REFUNDED_CASES: Final = [
         note("refunded", usd(500)),
         Later,
         id="before-the-refund-command",
+    ),
+    pytest.param(
+        settled(refund(3, SUCCEEDED), refund(4, PENDING), refunded=500),
+        note("refunded", usd(500), reference="ch_1"),
+        Known,
+        id="late-running-total-of-a-settled-refund-leaves-the-next-alone",
     ),
     pytest.param(
         held(),
