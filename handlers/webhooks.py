@@ -39,7 +39,7 @@ from schemas.notifications import Notification
 from schemas.processors import Processor, VendorEnv
 from tenancy.db import Database
 from tenancy.errors import UnknownTenantError
-from tenancy.lifecycle import Operation, allows
+from tenancy.lifecycle import Operation, TenantStatus, allows
 from tenancy.registry import find_tenant
 
 _log = structlog.get_logger(__name__)
@@ -52,15 +52,26 @@ _INSERT: Final = """
 INSERT INTO payments_central.webhook_inbox
     (processor, vendor_event_id, tenant_id, event_type, payload, status, payment_id,
      received_at, next_attempt_at, settled_at)
-SELECT processor, event_id, tenant_id, event_type, payload::jsonb, status, payment_id,
-       received_at, received_at, CASE WHEN status = 'ignored' THEN received_at END
+SELECT b.processor, b.event_id, b.tenant_id, b.event_type, b.payload::jsonb, b.status,
+       b.payment_id, b.received_at, b.received_at,
+       CASE WHEN b.status = 'ignored' THEN b.received_at END
   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
               $7::text[], $8::timestamptz[])
-       AS batch (processor, event_id, tenant_id, event_type, payload, status, payment_id,
-               received_at)
-ON CONFLICT (processor, vendor_event_id) DO NOTHING
-RETURNING processor, vendor_event_id, inbox_id
+       AS b (processor, event_id, tenant_id, event_type, payload, status, payment_id,
+             received_at)
+  JOIN payments_central.tenant_schema_registry r ON r.tenant_id = b.tenant_id
+ WHERE r.status = ANY($9::text[])
+   FOR SHARE OF r
+ON CONFLICT (processor, vendor_event_id, tenant_id) DO NOTHING
+RETURNING processor, vendor_event_id, tenant_id, inbox_id
 """
+_STORED_BEFORE: Final = """
+SELECT i.processor, i.vendor_event_id, i.tenant_id
+  FROM payments_central.webhook_inbox i
+  JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (processor, event_id, tenant_id)
+    ON (i.processor, i.vendor_event_id, i.tenant_id) = (k.processor, k.event_id, k.tenant_id)
+"""
+_TAKES_WEBHOOKS: Final = [s.value for s in TenantStatus if allows(s, Operation.WEBHOOK)]
 _SWITCH: Final = "SELECT reason FROM payments_central.service_switches WHERE name = $1"
 _CONNECT_ACCOUNT: Final = """
 SELECT tenant_id FROM payments_central.vendor_attachments
@@ -95,8 +106,8 @@ class _InboxRow:
     received_at: datetime
 
     @property
-    def key(self) -> tuple[str, str]:
-        return self.processor, self.event_id
+    def key(self) -> tuple[str, str, str]:
+        return self.processor, self.event_id, self.tenant_id
 
 
 _Waiter = tuple[_InboxRow, "asyncio.Future[int | None]"]
@@ -107,8 +118,11 @@ class InboxWriter:
 
     A row waits only while earlier batches are being written (at most ``FLUSHERS`` at
     once); whatever queued meanwhile goes in the next statement, so one commit serves
-    many webhooks. Each caller learns its row's id, or None when the event was stored
-    before (by an earlier delivery, or by a copy in the same batch).
+    many webhooks. Each caller learns its row's id, or None when the tenant stored the
+    event before (an earlier delivery, or a copy in the same batch). The statement holds
+    the tenant's registry row (FOR SHARE) and stores nothing for a tenant that no longer
+    takes webhooks (offboarding waits for it, then sees the rows to anonymize); such a
+    caller gets ``UnknownTenantError``.
     """
 
     FLUSHERS: Final = 2
@@ -137,17 +151,25 @@ class InboxWriter:
             while self._queue:
                 batch = self._queue[: self.MAX_BATCH]
                 del self._queue[: self.MAX_BATCH]
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except BaseException as exc:
+                    # Whatever went wrong, no caller of this batch may wait forever.
+                    stopped = IngressUnavailableError("the inbox writer stopped")
+                    self._fail(batch, exc if isinstance(exc, Exception) else stopped)
+                    raise
         finally:
             self._flushing -= 1
 
     async def _write(self, batch: list[_Waiter]) -> None:
-        unique: dict[tuple[str, str], _InboxRow] = {}
+        unique: dict[tuple[str, str, str], _InboxRow] = {}
         for row, _ in batch:
             unique.setdefault(row.key, row)
-        rows = list(unique.values())
+        rows = sorted(unique.values(), key=lambda r: r.key)  # one lock order for all batches
         try:
             inserted = await self._insert(rows)
+            missing = [row for row in rows if row.key not in inserted]
+            before = await self._stored_before(missing) if missing else set()
         except asyncpg.PostgresError as exc:
             if len(rows) == 1:
                 self._fail(batch, exc)
@@ -160,10 +182,16 @@ class InboxWriter:
             self._fail(batch, exc)
             return
         for row, future in batch:
-            if not future.done():
-                future.set_result(inserted.pop(row.key, None))
+            if future.done():
+                continue
+            if row.key in inserted:
+                future.set_result(inserted.pop(row.key))
+            elif row.key in before:
+                future.set_result(None)
+            else:
+                future.set_exception(UnknownTenantError(f"tenant {row.tenant_id} is not served"))
 
-    async def _insert(self, rows: list[_InboxRow]) -> dict[tuple[str, str], int]:
+    async def _insert(self, rows: list[_InboxRow]) -> dict[tuple[str, str, str], int]:
         async with self._db.connection() as conn:
             records = await conn.fetch(
                 _INSERT,
@@ -175,8 +203,21 @@ class InboxWriter:
                 [r.status for r in rows],
                 [r.payment_id for r in rows],
                 [r.received_at for r in rows],
+                _TAKES_WEBHOOKS,
             )
-        return {(r["processor"], r["vendor_event_id"]): r["inbox_id"] for r in records}
+        return {
+            (r["processor"], r["vendor_event_id"], r["tenant_id"]): r["inbox_id"] for r in records
+        }
+
+    async def _stored_before(self, rows: list[_InboxRow]) -> set[tuple[str, str, str]]:
+        async with self._db.connection() as conn:
+            records = await conn.fetch(
+                _STORED_BEFORE,
+                [r.processor for r in rows],
+                [r.event_id for r in rows],
+                [r.tenant_id for r in rows],
+            )
+        return {(r["processor"], r["vendor_event_id"], r["tenant_id"]) for r in records}
 
     @staticmethod
     def _fail(batch: list[_Waiter], exc: BaseException) -> None:
@@ -318,7 +359,10 @@ class WebhookIngress:
         )
         try:
             inbox_id = await self._writer.insert(row)
-        except _STORE_ERRORS as exc:
+        except UnknownTenantError:
+            self._served.pop(tenant_id, None)
+            raise
+        except Exception as exc:
             _log.error("webhook_store_failed", tenant_id=tenant_id, error=type(exc).__name__)
             raise IngressUnavailableError("the webhook inbox could not be written") from exc
         log = _log.bind(

@@ -16,7 +16,7 @@ from schemas.processors import Processor
 from tenancy.db import Database
 from tenancy.migration_files import Migration
 from tests.integration.outbox_helpers import provisioned
-from tests.integration.saga_helpers import Payments, authorize
+from tests.integration.saga_helpers import Payments, attach_all, authorize
 from tests.integration.stripe_support import WEBHOOK_SECRET
 from tests.integration.test_sagas_stripe import intents_for
 from tests.integration.webhook_support import (
@@ -344,3 +344,46 @@ async def test_a_row_the_inbox_refuses_gets_503_and_spares_its_batch(
     stored = {r["vendor_event_id"] for r in await stack.inbox()}
     assert stored == {f"evt_batch_{n}" for n in range(20)}
     assert (await stack.post(bad)).status_code == 200  # the vendor's retry, later
+
+
+async def test_a_tenant_archived_while_remembered_as_served_stores_nothing(
+    stack: WebhookStack, db: Database
+) -> None:
+    """The ingress still remembers the tenant as served; the inbox insert refuses: 404."""
+    assert (await stack.post(authorized_event(event_id="evt_before_archive"))).status_code == 200
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE payments_central.tenant_schema_registry SET status = 'archived',"
+            " soft_deleted_at = now(), archived_at = now(), archive_uri = 'file:///a/x'"
+            " WHERE tenant_id = $1",
+            stack.tenant,
+        )
+    late = await stack.post(authorized_event(event_id="evt_after_archive"))
+    assert (late.status_code, late.json()["error"]) == (404, "unknown_tenant")
+    assert [r["vendor_event_id"] for r in await stack.inbox()] == ["evt_before_archive"]
+
+
+async def test_one_event_delivered_to_two_tenants_is_stored_for_each(
+    stack: WebhookStack,
+    db: Database,
+    tenant_migrations: tuple[Migration, ...],
+    tenant_ids: Callable[[], str],
+) -> None:
+    """The same vendor event at two tenants' endpoints: each keeps its row; redelivery none."""
+    other = await provisioned(db, tenant_migrations, tenant_ids())
+    await attach_all(db, other, (Processor.STRIPE,))
+    signed = authorized_event(event_id="evt_two_tenants")
+    first = await stack.post(signed)
+    second = await stack.post(signed, stack.path(tenant=other))
+    again = await stack.post(signed, stack.path(tenant=other))
+    assert [r.json()["status"] for r in (first, second, again)] == [
+        "stored",
+        "stored",
+        "duplicate",
+    ]
+    async with db.connection() as conn:
+        tenants = await conn.fetch(
+            "SELECT tenant_id FROM payments_central.webhook_inbox"
+            " WHERE vendor_event_id = 'evt_two_tenants' ORDER BY inbox_id"
+        )
+    assert [row["tenant_id"] for row in tenants] == [stack.tenant, other]
