@@ -166,8 +166,8 @@ async def serve_dev_stack(  # noqa: PLR0913 (the stack's parts, then how to run 
             )
             try:
                 played.append(await scene.run(stop))
-            except TimeoutError as exc:
-                _log.error("demo_failed", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 (the demo failing must not stop the stack)
+                _log.error("demo_failed", error=f"{type(exc).__name__}: {exc}")
             finally:
                 if stop_after_demo:
                     stop.set()

@@ -117,6 +117,11 @@ class Settings(BaseSettings):
             raise ValueError(f"environment {self.environment} requires DATABASE_URL")
         if self.archive_backend is ArchiveBackend.GCS and not self.archive_bucket:
             raise ValueError("PAYMENTS_ARCHIVE_BUCKET is required with the gcs archive")
+        if "*" in self.api_forwarded_allow_ips:
+            raise ValueError(
+                "PAYMENTS_API_FORWARDED_ALLOW_IPS must list the load balancer's addresses,"
+                " not '*': any client could then choose the address the allowlists check"
+            )
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("PAYMENTS_DB_POOL_MIN exceeds PAYMENTS_DB_POOL_MAX")
         return self

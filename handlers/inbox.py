@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from handlers.executor import OperationExecutor
 from handlers.saga_store import load
+from sagas.messages import Unresolved
 from sagas.notifications import Conflict, Inquire, Known, Later, Resolve, interpret
 from schemas.clock import Clock
 from schemas.notifications import Notification
@@ -46,18 +47,19 @@ UPDATE payments_central.webhook_inbox SET claimed_until = $3
        SELECT inbox_id FROM payments_central.webhook_inbox
         WHERE status = 'pending' AND next_attempt_at <= $1
           AND (claimed_until IS NULL OR claimed_until <= $1)
+          AND ($4::text IS NULL OR tenant_id = $4)
         ORDER BY next_attempt_at, inbox_id
         LIMIT $2
           FOR UPDATE SKIP LOCKED)
 RETURNING inbox_id, processor, vendor_event_id, tenant_id, payload::text AS payload,
-          attempts, received_at
+          attempts, received_at, claimed_until
 """
 _SETTLE: Final = """
 UPDATE payments_central.webhook_inbox
    SET status = $2::text, attempts = attempts + 1, next_attempt_at = $3::timestamptz,
        claimed_until = NULL, last_error = $4::text, payment_id = coalesce($5::text, payment_id),
        settled_at = CASE WHEN $2::text = 'pending' THEN NULL ELSE $6::timestamptz END
- WHERE inbox_id = $1
+ WHERE inbox_id = $1 AND status = 'pending' AND claimed_until = $7
 """
 _FIND_PAYMENT: Final = """
 SELECT payment_id FROM payments WHERE payment_id = $1
@@ -75,7 +77,8 @@ class InboxPolicy:
     """How the appliers claim, retry and give up."""
 
     batch: int = 100
-    lease: timedelta = timedelta(seconds=60)
+    lease: timedelta = timedelta(minutes=5)
+    """A claimed batch's time; a row whose lease ran out before its turn is left alone."""
     poll_seconds: float = 1.0
     first_retry: timedelta = timedelta(seconds=2)
     max_retry: timedelta = timedelta(minutes=10)
@@ -100,6 +103,7 @@ class InboxRow:
     received_at: datetime
     processor: str
     event_id: str
+    claimed_until: datetime
 
     @classmethod
     def from_record(cls, row: asyncpg.Record) -> "InboxRow":
@@ -112,6 +116,7 @@ class InboxRow:
             row["received_at"],
             row["processor"],
             row["vendor_event_id"],
+            row["claimed_until"],
         )
 
 
@@ -161,11 +166,13 @@ class InboxApplier:
             if listening is not None:
                 await self._unlisten(listening)
 
-    async def run_once(self) -> int:
-        """Claim and apply one batch of due rows; how many were claimed."""
+    async def run_once(self, tenant_id: str | None = None) -> int:
+        """Claim and apply one batch of due rows (of one tenant); how many were claimed."""
         now = self._clock()
         async with self._db.connection() as conn:
-            records = await conn.fetch(_CLAIM, now, self._policy.batch, now + self._policy.lease)
+            records = await conn.fetch(
+                _CLAIM, now, self._policy.batch, now + self._policy.lease, tenant_id
+            )
         rows = [InboxRow.from_record(r) for r in records]
         if not rows:
             return 0
@@ -177,6 +184,9 @@ class InboxApplier:
         async def apply_group(group: Sequence[InboxRow]) -> None:
             async with gate:
                 for row in group:
+                    if self._clock() >= row.claimed_until:
+                        _log.warning("inbox_lease_expired", inbox_id=row.inbox_id)
+                        return  # another applier may hold it now; the rest follow it
                     await self._settle(row, await self._apply_safely(row))
 
         async with asyncio.TaskGroup() as tasks:
@@ -229,12 +239,13 @@ class InboxApplier:
                 return Settled("applied", None, payment.payment_id)
             case Inquire(seq):
                 answer = await self._executor.inquire(tenant_id, payment.payment_id, seq)
-                if answer is not None:
-                    sends = await self._executor.apply(
-                        tenant_id, payment.payment_id, answer, message_id=message_id
-                    )
-                    await self._executor.run(tenant_id, payment.payment_id, sends)
                 log.info("webhook_inquired", outcome=type(answer).__name__)
+                if answer is None or isinstance(answer, Unresolved):
+                    return self._later(row, "the processor could not tell yet", payment.payment_id)
+                sends = await self._executor.apply(
+                    tenant_id, payment.payment_id, answer, message_id=message_id
+                )
+                await self._executor.run(tenant_id, payment.payment_id, sends)
                 return Settled("applied", None, payment.payment_id)
             case Known(reason):
                 log.info("webhook_already_known", reason=reason)
@@ -256,7 +267,7 @@ class InboxApplier:
         retry_at = now + self._policy.retry_in(row.attempts)
         try:
             async with self._db.connection() as conn:
-                await conn.execute(
+                updated = await conn.execute(
                     _SETTLE,
                     row.inbox_id,
                     settled.status,
@@ -264,10 +275,14 @@ class InboxApplier:
                     None if settled.reason is None else settled.reason[:1000],
                     settled.payment_id,
                     now,
+                    row.claimed_until,
                 )
         except _ERRORS as exc:
             # The lease runs out and the row is claimed again; applying is idempotent.
             _log.error("inbox_settle_failed", inbox_id=row.inbox_id, error=type(exc).__name__)
+            return
+        if updated == "UPDATE 0":
+            _log.warning("inbox_lease_lost", inbox_id=row.inbox_id, status=settled.status)
             return
         if settled.status == "pending":
             _log.info(

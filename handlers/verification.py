@@ -245,7 +245,7 @@ class TenantVerifier:
         deadline = loop.time() + self._config.webhook_timeout_s
         seen: str | None = None
         while True:
-            await self._inbox.run_once()
+            await self._inbox.run_once(tenant_id)
             async with self._db.connection() as conn:
                 row = await conn.fetchrow(_WEBHOOK, tenant_id, processor.value, payment_id)
             if row is not None:

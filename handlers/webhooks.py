@@ -21,6 +21,7 @@ body: what the vendor sent beyond that never reaches the database or the logs.
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,7 +39,7 @@ from schemas.ids import InvalidTenantIdError, validate_tenant_id
 from schemas.notifications import Notification
 from schemas.processors import Processor, VendorEnv
 from tenancy.db import Database
-from tenancy.errors import UnknownTenantError
+from tenancy.errors import SecretError, UnknownTenantError
 from tenancy.lifecycle import Operation, TenantStatus, allows
 from tenancy.registry import find_tenant
 
@@ -47,7 +48,8 @@ _log = structlog.get_logger(__name__)
 PAUSE_SWITCH: Final = "webhook_ingestion_paused"
 SWITCH_TTL: Final = timedelta(seconds=1)
 TENANT_TTL: Final = timedelta(seconds=5)
-MAX_ACCOUNT_LENGTH: Final = 255
+_ACCOUNT: Final = re.compile(r"acct_[A-Za-z0-9]{1,64}")
+"""A Stripe account id; nothing else from an unverified body is used or logged."""
 _INSERT: Final = """
 INSERT INTO payments_central.webhook_inbox
     (processor, vendor_event_id, tenant_id, event_type, payload, status, payment_id,
@@ -181,13 +183,15 @@ class InboxWriter:
         except _STORE_ERRORS as exc:
             self._fail(batch, exc)
             return
+        answered: set[tuple[str, str, str]] = set()
         for row, future in batch:
             if future.done():
                 continue
-            if row.key in inserted:
-                future.set_result(inserted.pop(row.key))
-            elif row.key in before:
-                future.set_result(None)
+            if row.key in inserted and row.key not in answered:
+                answered.add(row.key)
+                future.set_result(inserted[row.key])
+            elif row.key in inserted or row.key in before:
+                future.set_result(None)  # a copy of a row this batch stored, or stored before
             else:
                 future.set_exception(UnknownTenantError(f"tenant {row.tenant_id} is not served"))
 
@@ -290,7 +294,10 @@ class WebhookIngress:
         if reason is not None:
             raise IngestionPausedError(reason)
         await self._check_tenant(tenant_id)
-        bound = await self._ports.bound(tenant_id, processor)
+        try:
+            bound = await self._ports.bound(tenant_id, processor)
+        except _STORE_ERRORS as exc:
+            raise IngressUnavailableError("the tenant's attachments could not be read") from exc
         try:
             notification = await bound.port.parse_webhook(webhook)
         except WebhookRejected as exc:
@@ -303,6 +310,16 @@ class WebhookIngress:
                 "webhook_unverified", processor=processor, tenant_id=tenant_id, error=exc.code
             )
             raise IngressUnavailableError("the signature could not be verified now") from exc
+        except SecretError as exc:
+            _log.error(
+                "webhook_secret_unavailable",
+                processor=processor,
+                tenant_id=tenant_id,
+                error=type(exc).__name__,
+            )
+            raise IngressUnavailableError("the tenant's webhook secret could not be read") from exc
+        except _STORE_ERRORS as exc:
+            raise IngressUnavailableError("the verification state could not be read") from exc
         if notification.processor is not processor:
             raise WebhookRejected("mismatch", "the event belongs to another processor")
         return await self._store(tenant_id, notification)
@@ -319,10 +336,12 @@ class WebhookIngress:
         except _STORE_ERRORS as exc:
             raise IngressUnavailableError("the attachments could not be read") from exc
         if not rows:
-            _log.info("webhook_unrouted", processor=Processor.STRIPE, account=account)
+            _log.info(
+                "webhook_unrouted", processor=Processor.STRIPE
+            )  # account unverified: not logged
             return Receipt(Stored.UNROUTED)
         if len(rows) > 1:
-            _log.warning("stripe_account_shared", account=account, tenants=len(rows))
+            _log.warning("stripe_account_shared", tenant_id=rows[0]["tenant_id"], tenants=len(rows))
         return await self.receive(Processor.STRIPE, rows[0]["tenant_id"], webhook)
 
     async def _check_tenant(self, tenant_id: str) -> None:
@@ -386,11 +405,7 @@ def _connect_account(body: bytes) -> str:
     except ValueError:
         raise WebhookRejected("malformed", "the body is not JSON") from None
     account = event.get("account") if isinstance(event, Mapping) else None
-    if (
-        not isinstance(account, str)
-        or not account.startswith("acct_")
-        or len(account) > MAX_ACCOUNT_LENGTH
-    ):
+    if not isinstance(account, str) or not _ACCOUNT.fullmatch(account):
         raise WebhookRejected("malformed", "a Connect event names its acct_ account")
     return account
 

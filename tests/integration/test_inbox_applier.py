@@ -221,3 +221,17 @@ async def test_the_sandbox_delivers_and_the_payment_moves(
     assert {r["status"] for r in await stack.inbox()} == {"applied"}
     assert await stack.payments.state("pi-live") == "captured"
     assert await stack.payments.event_names("pi-live") == ["payment.authorized", "payment.captured"]
+
+
+async def test_an_applier_limited_to_one_tenant_leaves_the_others_rows(
+    stack: WebhookStack,
+) -> None:
+    """verify-tenant applies only its tenant's rows: others stay unclaimed, untouched."""
+    await stack.post(capturable("pi-scoped", "pi_scoped_intent", 1000))
+    inbox = stack.payments.services.inbox
+    assert await inbox.run_once("tnt_someone_else") == 0
+    [row] = await stack.inbox()
+    assert (row["status"], row["attempts"]) == ("pending", 0)
+    assert await inbox.run_once(stack.tenant) == 1
+    [row] = await stack.inbox()
+    assert (row["status"], row["attempts"]) == ("pending", 1)  # no payment yet: it waits

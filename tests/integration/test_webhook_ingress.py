@@ -272,7 +272,7 @@ async def test_an_allowlist_refuses_other_sources(hook_payments: Payments) -> No
 
 async def test_connect_events_are_routed_by_account(stack: WebhookStack, db: Database) -> None:
     """The platform endpoint finds the tenant by ``account``; an unknown account is dropped."""
-    account = f"acct_{stack.tenant}"
+    account = "acct_" + stack.tenant.replace("_", "")
     async with db.connection() as conn:
         await conn.execute(
             "UPDATE payments_central.vendor_attachments SET account_ref = $2 WHERE tenant_id = $1",
@@ -285,7 +285,7 @@ async def test_connect_events_are_routed_by_account(stack: WebhookStack, db: Dat
     )
     assert routed.json() == {"status": "stored", "event_id": f"evt_connect_{stack.tenant}"}
     unrouted = await stack.post(
-        authorized_event(account="acct_not_ours"), "/webhooks/stripe/connect"
+        authorized_event(account="acct_notours"), "/webhooks/stripe/connect"
     )
     assert (unrouted.status_code, unrouted.json()) == (200, {"status": "unrouted"})
     no_account = await stack.post(authorized_event(), "/webhooks/stripe/connect")

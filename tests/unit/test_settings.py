@@ -35,6 +35,11 @@ def test_database_url_is_read_and_hidden(monkeypatch: pytest.MonkeyPatch) -> Non
         ({"PAYMENTS_ARCHIVE_BACKEND": "gcs"}, "ARCHIVE_BUCKET"),
         ({"PAYMENTS_DB_POOL_MAX": "0"}, "greater than or equal"),
         ({"PAYMENTS_DB_POOL_MIN": "5", "PAYMENTS_DB_POOL_MAX": "2"}, "exceeds"),
+        ({"PAYMENTS_API_FORWARDED_ALLOW_IPS": "*"}, "not '\\*'"),
+        ({"PAYMENTS_API_PORT": "70000"}, "less than or equal"),
+        ({"PAYMENTS_WEBHOOK_MAX_BODY_BYTES": "10"}, "greater than or equal"),
+        ({"PAYMENTS_WEBHOOK_ALLOWLISTS": '{"stripe": ["not-a-network"]}'}, "network"),
+        ({"PAYMENTS_WEBHOOK_ALLOWLISTS": '{"adyen": ["10.0.0.0/8"]}'}, "Input should be"),
     ],
 )
 def test_bad_configuration_is_refused(
