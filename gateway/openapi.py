@@ -14,11 +14,9 @@ accepted, enum values removed, a limit or pattern tightened). New paths, operati
 statuses and optional fields are additive.
 """
 
-import argparse
 import copy
 import difflib
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ from gateway.api import DEFAULT_MAX_BODY_BYTES, RETRY_AFTER_SECONDS
 from gateway.api_models import Health, Ready, Unready, WebhookAccepted, WebhookError
 from schemas import compat
 from schemas.envelope import JSON
-from schemas.export import CONTRACTS_DIR
+from schemas.export import contracts_cli
 from schemas.export import render as render_json
 from schemas.ids import TENANT_ID_PATTERN
 from schemas.processors import Processor
@@ -400,31 +398,16 @@ def write(folder: Path, *, allow_breaking: bool = False) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``--write`` the document, or ``--check`` the committed one."""
-    parser = argparse.ArgumentParser(prog="python -m gateway.openapi", description=__doc__)
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="write the document")
-    mode.add_argument(
-        "--check", action="store_true", help="compare only; exit 1 if stale or breaking"
+    """Command line: write the document (``--write``, the default), or ``--check`` it."""
+    return contracts_cli(
+        argv,
+        prog="python -m gateway.openapi",
+        description=__doc__,
+        differences=differences,
+        write=lambda folder, allow: write(folder, allow_breaking=allow),
+        breaking_hint="these break payment-api's clients: keep the old shape, or pass"
+        " --allow-breaking",
     )
-    parser.add_argument(
-        "--allow-breaking", action="store_true", help="overwrite a document clients rely on"
-    )
-    parser.add_argument("--out", type=Path, default=CONTRACTS_DIR, help="contracts folder")
-    args = parser.parse_args(argv)
-    folder: Path = args.out
-    if args.check:
-        lines = differences(folder)
-        hint = "run `make contracts` to regenerate"
-    else:
-        lines = write(folder, allow_breaking=args.allow_breaking)
-        hint = "these break payment-api's clients: keep the old shape, or pass --allow-breaking"
-    for line in lines:
-        sys.stdout.write(line + "\n")
-    if lines:
-        sys.stderr.write(hint + "\n")
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

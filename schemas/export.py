@@ -10,7 +10,7 @@ or extra. This is the only module of ``schemas`` that touches files.
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -260,12 +260,28 @@ def write(folder: Path, *, allow_breaking: bool = False) -> list[str]:
     return []
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: write the contracts, or with ``--check`` only compare them."""
-    parser = argparse.ArgumentParser(prog="python -m schemas.export", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
+def contracts_cli(  # noqa: PLR0913 (one command line, several documents)
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str | None,
+    differences: Callable[[Path], list[str]],
+    write: Callable[[Path, bool], list[str]],
+    breaking_hint: str,
+) -> int:
+    """A contract document's command line: write it (the default) or ``--check`` it.
+
+    Prints each difference or breaking change on stdout and a hint on stderr; exit 1 if
+    there was any.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write the files (the default)")
+    mode.add_argument(
+        "--check", action="store_true", help="compare only; exit 1 if stale or breaking"
+    )
     parser.add_argument(
-        "--allow-breaking", action="store_true", help="overwrite schemas that break readers"
+        "--allow-breaking", action="store_true", help="overwrite what readers rely on"
     )
     parser.add_argument("--out", type=Path, default=CONTRACTS_DIR, help="contracts folder")
     args = parser.parse_args(argv)
@@ -274,14 +290,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = differences(folder)
         hint = "run `make contracts` to regenerate"
     else:
-        lines = write(folder, allow_breaking=args.allow_breaking)
-        hint = "these break readers: add a new type version instead, or pass --allow-breaking"
+        lines = write(folder, args.allow_breaking)
+        hint = breaking_hint
     for line in lines:
         sys.stdout.write(line + "\n")
     if lines:
         sys.stderr.write(hint + "\n")
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: write the contracts, or with ``--check`` only compare them."""
+    return contracts_cli(
+        argv,
+        prog="python -m schemas.export",
+        description=__doc__,
+        differences=differences,
+        write=lambda folder, allow: write(folder, allow_breaking=allow),
+        breaking_hint="these break readers: add a new type version instead, or pass"
+        " --allow-breaking",
+    )
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.bootstrap import Overrides
 from gateway.cli.main import build_app
+from gateway.settings import Settings
 from tenancy.db import Database
 
 
@@ -77,3 +79,14 @@ async def fresh_db(fresh_dsn: str) -> AsyncIterator[Database]:
     database = await Database.open(fresh_dsn, min_size=2, max_size=30)
     yield database
     await database.close()
+
+
+def local_settings(dsn: str, folder: Path, **extra: Any) -> Settings:  # noqa: ANN401 (settings fields)
+    """Settings on ``dsn`` with the local stores under ``folder``, plus ``extra``."""
+    return Settings(
+        database_url=dsn,
+        local_dir=folder,
+        secret_file_dir=folder / "secrets",
+        archive_dir=folder / "archive",
+        **extra,
+    )

@@ -8,9 +8,9 @@ import pytest
 from gateway.api import serving
 from gateway.api_runtime import api_for
 from gateway.bootstrap import bootstrap
-from gateway.settings import Settings
 from tenancy.central import migrate_central
 from tests.emulator import PROJECT
+from tests.integration.conftest import local_settings
 
 pytestmark = pytest.mark.integration
 
@@ -20,11 +20,9 @@ async def test_readyz_waits_for_migrations_and_answers_once_they_are_applied(
 ) -> None:
     """A central migration not applied: 503 naming it; applied: ready, Pub/Sub checked too."""
     assert pubsub_emulator_host
-    settings = Settings(
-        database_url=fresh_dsn,
-        local_dir=tmp_path,
-        secret_file_dir=tmp_path / "secrets",
-        archive_dir=tmp_path / "archive",
+    settings = local_settings(
+        fresh_dsn,
+        tmp_path,
         pubsub_project=PROJECT,
     )
     async with bootstrap(settings) as container:
@@ -63,11 +61,9 @@ async def test_readyz_names_an_unreachable_pubsub(
 ) -> None:
     """With Pub/Sub pointed at a closed port, /readyz answers 503 naming it."""
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:9")
-    settings = Settings(
-        database_url=fresh_dsn,
-        local_dir=tmp_path,
-        secret_file_dir=tmp_path / "secrets",
-        archive_dir=tmp_path / "archive",
+    settings = local_settings(
+        fresh_dsn,
+        tmp_path,
         pubsub_project=PROJECT,
     )
     async with bootstrap(settings) as container:

@@ -9,13 +9,14 @@ from gateway.bootstrap import bootstrap
 from gateway.dev import DEMO_TENANT, prepare, serve_dev_stack
 from gateway.payments import services_for
 from gateway.sandboxes import running_sandboxes
-from gateway.settings import ProcessorBackend, Settings
+from gateway.settings import ProcessorBackend
 from handlers.commands import Received
 from schemas.commands import AuthorizePayment
 from schemas.processors import Processor
 from schemas.topology import Topology
 from tenancy.vendors import list_attachments
 from tests.emulator import PROJECT
+from tests.integration.conftest import local_settings
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +25,7 @@ async def test_prepare_is_repeatable_and_attaches_every_processor(
     fresh_dsn: str, tmp_path: Path
 ) -> None:
     """Running dev preparation twice leaves one demo tenant with the three processors attached."""
-    settings = Settings(
-        database_url=fresh_dsn,
-        local_dir=tmp_path,
-        secret_file_dir=tmp_path / "secrets",
-        archive_dir=tmp_path / "archive",
-    )
+    settings = local_settings(fresh_dsn, tmp_path)
     async with bootstrap(settings) as container:
         await prepare(container)
         await prepare(container)
@@ -45,11 +41,9 @@ async def test_prepare_is_repeatable_and_attaches_every_processor(
 async def test_the_demo_tenant_pays_through_the_sandboxes(fresh_dsn: str, tmp_path: Path) -> None:
     """With make run's wiring, the demo tenant authorizes and captures at the Stripe sandbox."""
     with running_sandboxes() as sandboxes:
-        settings = Settings(
-            database_url=fresh_dsn,
-            local_dir=tmp_path,
-            secret_file_dir=tmp_path / "secrets",
-            archive_dir=tmp_path / "archive",
+        settings = local_settings(
+            fresh_dsn,
+            tmp_path,
             processor_backend=ProcessorBackend.VENDORS,
             sandbox_urls=sandboxes.urls(),
         )
@@ -92,11 +86,9 @@ async def test_make_run_plays_the_demo_through_every_part(
     assert pubsub_emulator_host
     lines: list[str] = []
     with running_sandboxes() as sandboxes:
-        settings = Settings(
-            database_url=fresh_dsn,
-            local_dir=tmp_path,
-            secret_file_dir=tmp_path / "secrets",
-            archive_dir=tmp_path / "archive",
+        settings = local_settings(
+            fresh_dsn,
+            tmp_path,
             processor_backend=ProcessorBackend.VENDORS,
             sandbox_urls=sandboxes.urls(),
             pubsub_project=PROJECT,
