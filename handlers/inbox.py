@@ -98,7 +98,8 @@ class InboxRow:
 
     inbox_id: int
     tenant_id: str | None
-    payload: str
+    notification: Notification | None
+    """The stored notification; None if it no longer reads (the row is parked)."""
     attempts: int
     received_at: datetime
     processor: str
@@ -107,11 +108,15 @@ class InboxRow:
 
     @classmethod
     def from_record(cls, row: asyncpg.Record) -> "InboxRow":
-        """From a claimed row."""
+        """From a claimed row; the notification is read once, here."""
+        try:
+            notification = Notification.model_validate_json(row["payload"])
+        except ValidationError:
+            notification = None
         return cls(
             row["inbox_id"],
             row["tenant_id"],
-            row["payload"],
+            notification,
             row["attempts"],
             row["received_at"],
             row["processor"],
@@ -207,9 +212,8 @@ class InboxApplier:
         """Apply one row to its payment; what became of it."""
         if row.tenant_id is None:
             return Settled("ignored", "the tenant was offboarded")
-        try:
-            notification = Notification.model_validate_json(row.payload)
-        except ValidationError:
+        notification = row.notification
+        if notification is None:
             return Settled("parked", "the stored notification no longer reads")
         tenant_id = row.tenant_id
         async with self._db.tenant_transaction(tenant_id) as tx:
@@ -322,9 +326,8 @@ class InboxApplier:
 
 def _payment_hint(row: InboxRow) -> str:
     """Rows naming the same payment or vendor object go in one ordered group."""
-    try:
-        notification = Notification.model_validate_json(row.payload)
-    except ValidationError:
+    notification = row.notification
+    if notification is None:
         return f"row:{row.inbox_id}"
     return (
         notification.payment_id

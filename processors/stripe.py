@@ -15,8 +15,9 @@ than asked) is a ``ProcessorError`` naming the field: in doubt after a write, si
 write may have taken effect, retryable after a read.
 """
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from processors import stripe_errors, stripe_webhooks
 from processors.errors import ProcessorError, WebhookRejected
@@ -55,6 +56,9 @@ from processors.stripe_mapping import (
 from schemas.clock import Clock
 from schemas.notifications import Notification, VendorTransaction
 from schemas.processors import Processor
+
+_R = TypeVar("_R")
+_P = TypeVar("_P")
 
 if TYPE_CHECKING:
     from stripe.params import BalanceTransactionListParams
@@ -114,10 +118,7 @@ class StripeAdapter:
 
     async def authorize(self, request: AuthorizeRequest) -> OperationResult:
         """Create and confirm a PaymentIntent: approved, waiting for 3-D Secure, or an error."""
-        try:
-            params = authorize_params(request)
-        except UnsupportedAmountError as exc:
-            raise stripe_errors.not_sent(_CREATE, "currency_not_supported", str(exc)) from exc
+        params = _params(_CREATE, authorize_params, request)
         answer = await self._transport.send(
             _CREATE,
             lambda client, options: client.v1.payment_intents.create_async(params, options),
@@ -130,10 +131,7 @@ class StripeAdapter:
 
     async def capture(self, request: CaptureRequest) -> Approved:
         """Capture ``request.amount`` of the PaymentIntent ``request.reference``."""
-        try:
-            params = capture_params(request)
-        except UnsupportedAmountError as exc:
-            raise stripe_errors.not_sent(_CAPTURE, "currency_not_supported", str(exc)) from exc
+        params = _params(_CAPTURE, capture_params, request)
         answer = await self._transport.send(
             _CAPTURE,
             lambda client, options: client.v1.payment_intents.capture_async(
@@ -158,10 +156,7 @@ class StripeAdapter:
 
     async def refund(self, request: RefundRequest) -> Approved:
         """Refund ``request.amount`` of the PaymentIntent ``request.reference``."""
-        try:
-            params = refund_params(request)
-        except UnsupportedAmountError as exc:
-            raise stripe_errors.not_sent(_REFUND, "currency_not_supported", str(exc)) from exc
+        params = _params(_REFUND, refund_params, request)
         answer = await self._transport.send(
             _REFUND,
             lambda client, options: client.v1.refunds.create_async(params, options),
@@ -220,3 +215,11 @@ class StripeAdapter:
             if not more or not items:
                 return lines
             params["starting_after"] = str(items[-1].get("id"))
+
+
+def _params(operation: Call, build: Callable[[_R], _P], request: _R) -> _P:
+    """The request's Stripe parameters; an amount Stripe cannot take is refused unsent."""
+    try:
+        return build(request)
+    except UnsupportedAmountError as exc:
+        raise stripe_errors.not_sent(operation, "currency_not_supported", str(exc)) from exc
