@@ -34,6 +34,7 @@ import structlog
 from handlers.ports import TenantPorts
 from processors.errors import ProcessorError, WebhookRejected
 from processors.port import WebhookRequest
+from schemas.cards import find_card_number
 from schemas.clock import Clock
 from schemas.ids import InvalidTenantIdError, validate_tenant_id
 from schemas.notifications import Notification
@@ -322,6 +323,10 @@ class WebhookIngress:
             raise IngressUnavailableError("the verification state could not be read") from exc
         if notification.processor is not processor:
             raise WebhookRejected("mismatch", "the event belongs to another processor")
+        card_at = find_card_number(notification.model_dump(mode="json"))
+        if card_at is not None:  # invariant 8: never stored, never logged
+            _log.warning("webhook_card_data_refused", processor=processor, tenant_id=tenant_id)
+            raise WebhookRejected("malformed", f"card number found at {card_at}")
         return await self._store(tenant_id, notification)
 
     async def receive_connect(self, webhook: WebhookRequest) -> Receipt:

@@ -200,8 +200,9 @@ class WebhookVerifier:
             raise WebhookRejected("bad_signature", "the signature is not 64 hex digits")
         await self._verify(webhook)
         sighting = await self._replays.sight(webhook.signature.lower(), webhook.transaction_id, at)
-        if sighting == "replayed":
-            raise WebhookRejected("replayed", "this webhook was already received")
+        # The same signature on the same transaction is a redelivery: it parses to the same
+        # event id again (the inbox stores it once), so a delivery whose storing failed
+        # (503) is not refused when HesabPay retries it.
         if sighting == "conflict":
             raise WebhookRejected("replayed", "signature already seen with another transaction")
         session = await self._match(webhook)

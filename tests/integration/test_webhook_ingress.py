@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import pytest
+import structlog
 
 from gateway.api import ApiConfig
 from handlers.webhooks import SWITCH_TTL, TENANT_TTL, pause_ingestion, resume_ingestion
@@ -387,3 +388,16 @@ async def test_one_event_delivered_to_two_tenants_is_stored_for_each(
             " WHERE vendor_event_id = 'evt_two_tenants' ORDER BY inbox_id"
         )
     assert [row["tenant_id"] for row in tenants] == [stack.tenant, other]
+
+
+async def test_a_card_number_in_a_verified_event_is_refused_and_never_stored(
+    stack: WebhookStack,
+) -> None:
+    """Signed, but its metadata carries a card number: 400, no row, not in the logs."""
+    pan = "4242424242424242"
+    with structlog.testing.capture_logs() as logs:
+        response = await stack.post(authorized_event(payment_id=pan, event_id="evt_pan"))
+    assert (response.status_code, response.json()["reason"]) == (400, "malformed")
+    assert pan not in response.text
+    assert pan not in repr(logs)
+    assert await stack.inbox() == []
