@@ -44,7 +44,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 _ANSWERS: Final = """
 SELECT event_id, version, type, data FROM payment_events
- WHERE command_key = $1 AND payment_id = $2 ORDER BY version, event_id
+ WHERE command_key = $1 AND payment_id = $2 AND replay_of IS NULL ORDER BY version, event_id
 """
 
 
@@ -110,12 +110,14 @@ async def replay(
     rows = await tx.conn.fetch(_ANSWERS, key, payment_id)
     events: list[tuple[BaseModel, str | None]] = []
     ids = []
+    originals = []
     for row in rows:
         model = model_for(row["type"])
         if model is None:
             continue
         events.append((model.model_validate_json(row["data"]), key))
         ids.append(str(uuid.uuid5(_REPLAY_NAMESPACE, f"{message_id}:{row['event_id']}")))
+        originals.append(row["event_id"])
     version = max((row["version"] for row in rows), default=0)
-    await save_events(tx, payment_id, version, events, context, ids=ids)
+    await save_events(tx, payment_id, version, events, context, ids=ids, replay_of=originals)
     return len(events)

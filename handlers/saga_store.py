@@ -101,8 +101,9 @@ INSERT INTO payment_transitions (payment_id, version, from_state, to_state, caus
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 _EVENT: Final = """
-INSERT INTO payment_events (event_id, payment_id, version, type, command_key, data, created_at)
-VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
+INSERT INTO payment_events
+       (event_id, payment_id, version, type, command_key, data, created_at, replay_of)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)
 """
 
 
@@ -354,8 +355,12 @@ async def save_events(  # noqa: PLR0913 (replays pass their own ids by keyword)
     context: SaveContext,
     *,
     ids: list[str] | None = None,
+    replay_of: list[str] | None = None,
 ) -> None:
-    """Record ``events`` in the payment's timeline and in the outbox."""
+    """Record ``events`` in the payment's timeline and in the outbox.
+
+    A replay passes its own ``ids`` and, in ``replay_of``, the events it repeats.
+    """
     if not events:
         return
     outgoing = []
@@ -372,6 +377,9 @@ async def save_events(  # noqa: PLR0913 (replays pass their own ids by keyword)
         )
         data = event.model_dump_json()
         outgoing.append(OutgoingEvent(envelope, data.encode(), PAYMENT_EVENTS, payment_id))
-        timeline.append((ce_id, payment_id, version, envelope.type, command_key, data, context.now))
+        repeats = replay_of[index] if replay_of is not None else None
+        timeline.append(
+            (ce_id, payment_id, version, envelope.type, command_key, data, context.now, repeats)
+        )
     await tx.conn.executemany(_EVENT, timeline)
     await append(tx.conn, outgoing)

@@ -104,6 +104,20 @@ async def test_redelivery_and_repeated_key(payments: Payments) -> None:
     assert payments.fakes[Processor.STRIPE].applied(AUTHORIZE) == 1
 
 
+async def test_each_repeat_of_a_key_re_emits_the_answer_once(payments: Payments) -> None:
+    """Three repeats of one key: three more copies of the answer, not a doubling each time."""
+    await payments.send(authorize("p2r"))
+    for _ in range(3):
+        await payments.send(authorize("p2r"))
+    assert await payments.event_names("p2r") == ["payment.authorized"] * 4
+    async with payments.db.tenant_transaction(payments.tenant) as tx:
+        originals = await tx.conn.fetchval(
+            "SELECT count(*) FROM payment_events WHERE payment_id = 'p2r' AND replay_of IS NULL"
+        )
+    assert originals == 1
+    assert payments.fakes[Processor.STRIPE].applied(AUTHORIZE) == 1
+
+
 async def test_in_doubt_is_resolved_by_inquiry(payments: Payments) -> None:
     """The vendor charges then times out: in doubt, the inquiry finds it, no second charge."""
     stripe = payments.fakes[Processor.STRIPE]
