@@ -81,15 +81,15 @@ Request = AuthorizeRequest | CaptureRequest | VoidRequest | RefundRequest
 MAX_SEND_ROUNDS: Final = 5
 APPLY_ATTEMPTS: Final = 5
 _COUNT_ATTEMPTS: Final = """
-UPDATE payment_operations SET attempts = attempts + 1, updated_at = $3
- WHERE payment_id = $1 AND seq = ANY($2::integer[]) AND status = 'pending'
-RETURNING seq, attempts, sent
-"""
-_MARK_SENT: Final = """
-UPDATE payment_operations SET sent = true WHERE payment_id = $1 AND seq = $2 AND NOT sent
+UPDATE payment_operations o SET attempts = o.attempts + 1, sent = true, updated_at = $3
+  FROM (SELECT seq, sent FROM payment_operations
+         WHERE payment_id = $1 AND seq = ANY($2::integer[]) AND status = 'pending'
+           FOR UPDATE) AS before
+ WHERE o.payment_id = $1 AND o.seq = before.seq
+RETURNING o.seq, o.attempts, before.sent
 """
 _LAST_ERROR: Final = """
-UPDATE payment_operations SET last_error = $3 WHERE payment_id = $1 AND seq = $2
+UPDATE payment_operations SET last_error = $3, sent = $4 WHERE payment_id = $1 AND seq = $2
 """
 
 
@@ -121,7 +121,9 @@ async def count_sends(
     """Count one more send of each still-pending operation in ``seqs``, in ``tx``.
 
     The transaction that decides to send an operation counts the attempt itself, so
-    sending needs no transaction of its own.
+    sending needs no transaction of its own. Counting also marks the operation as possibly
+    sent, before the call: a worker that dies mid-call leaves it marked, so its redrive
+    never fails over. ``Send.sent`` is the mark as it was before this round.
     """
     wanted = list(seqs)
     if payment is None or not wanted:
@@ -255,8 +257,6 @@ class OperationExecutor:
             log.warning("operation_not_attached")
             return Declined(seq, "not_configured", str(exc), try_next=not record.sent)
         except ProcessorError as exc:
-            if isinstance(exc, RetryableError) and record.sent and not sent_before:
-                await self._mark_sent(tenant_id, payment_id, seq)
             return await self._failed(tenant_id, payment_id, op, exc, rounds, sent=record.sent)
         except Exception:  # an adapter bug may hide a success: never fail on it
             log.exception("operation_adapter_failed")
@@ -294,10 +294,6 @@ class OperationExecutor:
             log.warning("operation_unclassified_error", error=exc.message)
         return InDoubt(op.seq)
 
-    async def _mark_sent(self, tenant_id: str, payment_id: str, seq: int) -> None:
-        async with self._db.tenant_transaction(tenant_id) as tx:
-            await tx.conn.execute(_MARK_SENT, payment_id, seq)
-
     async def _unsent(  # noqa: PLR0913 (the operation's whole send history)
         self,
         tenant_id: str,
@@ -324,7 +320,9 @@ class OperationExecutor:
             return InDoubt(op.seq)
         log.warning("operation_left_pending")
         async with self._db.tenant_transaction(tenant_id) as tx:
-            await tx.conn.execute(_LAST_ERROR, payment_id, op.seq, exc.message[:1000])
+            # Counting the round marked it sent; only a round that provably never reached
+            # the vendor, after none that may have, is recorded as unsent again.
+            await tx.conn.execute(_LAST_ERROR, payment_id, op.seq, exc.message[:1000], sent)
         return None
 
     async def _call(

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 import structlog
 
+from processors.breaker import BreakerPolicy
 from processors.fake import (
     Decline,
     FakeProcessor,
@@ -270,6 +271,37 @@ async def test_worker_killed_after_the_vendor_call(payments: Payments) -> None:
     assert stripe.applied(AUTHORIZE) == 1
     assert stripe.authorizations_for("p11") == 1
     assert await payments.event_names("p11") == ["payment.authorized"]
+
+
+async def test_a_redrive_after_a_killed_worker_never_fails_over(payments: Payments) -> None:
+    """Killed mid-call, then the redrive finds Stripe's breaker open (nothing sent): it waits.
+
+    The first call may have charged, so moving the payment to PayPal could charge twice;
+    the operation stays with Stripe and completes once the breaker lets calls through.
+    """
+    reached = asyncio.Event()
+    stripe, paypal = payments.fakes[Processor.STRIPE], payments.fakes[Processor.PAYPAL]
+    dying = rebuild(
+        payments, lambda attachment: Hangs(payments.fakes[attachment.processor], reached)
+    )
+    task = asyncio.create_task(dying.send(authorize("p11b")))
+    await asyncio.wait_for(reached.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    restarted = rebuild(payments)
+    restarted.advance(timedelta(seconds=90))
+    breaker = restarted.services.breakers.get(payments.tenant, Processor.STRIPE)
+    for _ in range(BreakerPolicy().consecutive_failures):
+        breaker.record_failure()
+    assert breaker.is_open()
+    assert await restarted.fire_timers() == 1
+    assert await payments.state("p11b") == "authorizing"
+    assert paypal.applied(AUTHORIZE) == 0
+    restarted.advance(timedelta(minutes=2))
+    await restarted.fire_timers()
+    assert await payments.state("p11b") == "authorized"
+    assert (stripe.authorizations_for("p11b"), paypal.applied(AUTHORIZE)) == (1, 0)
 
 
 async def test_soft_deleted_tenant_refuses_new_money_but_refunds(payments: Payments) -> None:
