@@ -22,7 +22,6 @@ and lets it be captured (re-authorizing after the honour period) for 29. HesabPa
 at once, so nothing is held.
 """
 
-PAYPAL_HONOUR_PERIOD: Final = timedelta(days=3)
 AUTO_VOID_MARGIN: Final = timedelta(hours=1)
 """Under the auto-void policy, void this long before the authorization would lapse."""
 

@@ -24,8 +24,11 @@ MAX_PAN_DIGITS: Final = 19
 _GROUPED_DIGITS: Final = re.compile(r"\d+(?:[ -]\d+)*")
 _SEPARATOR: Final = re.compile(r"[ -]")
 _UUID: Final = re.compile(
+    r"(?<![0-9A-Fa-f])"
     r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+    r"(?![0-9A-Fa-f])"
 )
+"""A whole UUID (never the tail of a longer run of digits, which could hide a card)."""
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _SHOWN_KEY_CHARS: Final = 40
 _LUHN_DOUBLED: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)

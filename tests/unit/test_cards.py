@@ -175,3 +175,8 @@ def test_a_card_number_beside_a_uuid_is_still_found() -> None:
     """Taking UUIDs out of the scan leaves a card number next to one visible."""
     assert contains_card_number("0c66dd75-9355-4735-9151-943bb4fd1c1a 4242 4242 4242 4242")
     assert contains_card_number("4242424242424242-0c66dd75-9355-4735-9151-943bb4fd1c1a")
+
+
+def test_a_card_number_fused_to_a_uuid_is_still_found() -> None:
+    """A card number running into UUID-shaped digits is not taken for part of the UUID."""
+    assert contains_card_number("4111111111111111-1111-1111-1111-111111111111")
