@@ -151,7 +151,7 @@ class InboxApplier:
         self._policy = policy
         self._wake = asyncio.Event()
         self.listening = asyncio.Event()
-        """Set once the applier listens for the inbox's NOTIFY."""
+        """Set once the applier listens for the inbox's NOTIFY and has caught up once."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply due rows until ``stop``: on each NOTIFY, else every ``poll_seconds``."""
@@ -166,6 +166,8 @@ class InboxApplier:
                     applied = 0
                 if applied >= self._policy.batch:
                     continue
+                if listening is not None:
+                    self.listening.set()
                 await _first_of(stop, self._wake, self._policy.poll_seconds)
         finally:
             if listening is not None:
@@ -309,7 +311,6 @@ class InboxApplier:
             _log.warning("inbox_listen_failed", error=type(exc).__name__)
             await self._db.pool.release(conn)
             return None
-        self.listening.set()
         return conn
 
     async def _unlisten(self, conn: Any) -> None:  # noqa: ANN401 (a pool connection)

@@ -15,11 +15,11 @@ from tests.integration.conftest import local_settings
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.usefixtures("pubsub_emulator_host")
 async def test_readyz_waits_for_migrations_and_answers_once_they_are_applied(
-    fresh_dsn: str, tmp_path: Path, pubsub_emulator_host: str
+    fresh_dsn: str, tmp_path: Path
 ) -> None:
     """A central migration not applied: 503 naming it; applied: ready, Pub/Sub checked too."""
-    assert pubsub_emulator_host
     settings = local_settings(
         fresh_dsn,
         tmp_path,

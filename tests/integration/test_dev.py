@@ -75,15 +75,15 @@ async def test_the_demo_tenant_pays_through_the_sandboxes(fresh_dsn: str, tmp_pa
     assert sandboxes.stripe.requests
 
 
+@pytest.mark.usefixtures("pubsub_emulator_host")
 async def test_make_run_plays_the_demo_through_every_part(
-    fresh_dsn: str, tmp_path: Path, pubsub_emulator_host: str, emulator_topology: Topology
+    fresh_dsn: str, tmp_path: Path, emulator_topology: Topology
 ) -> None:
     """The dev stack with --demo: commands on Pub/Sub, three vendors, webhooks, events out.
 
     The PayPal payment is authorized only after the sandbox's approval webhook reaches
     payment-api; the HesabPay payment is captured only by HesabPay's webhook.
     """
-    assert pubsub_emulator_host
     lines: list[str] = []
     with running_sandboxes() as sandboxes:
         settings = local_settings(

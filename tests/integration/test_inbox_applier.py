@@ -181,7 +181,11 @@ async def test_an_amount_that_disagrees_is_parked_and_changes_nothing(
 async def test_the_running_applier_wakes_on_notify(
     stack: WebhookStack, hook_sandbox: FakeStripe
 ) -> None:
-    """With a one-minute poll, a stored webhook is applied within seconds: NOTIFY woke it."""
+    """With a one-minute poll, a stored webhook is applied within seconds: NOTIFY woke it.
+
+    ``listening`` is set only after the applier's first claim found nothing, so the row
+    posted afterwards can reach it only through NOTIFY (or a poll a minute later).
+    """
     pi = await in_doubt_authorization(stack, hook_sandbox, "pi-notify")
     services = stack.payments.services
     slow = type(services.inbox)(

@@ -411,6 +411,12 @@ async def test_a_tenant_not_served_does_not_stall_other_tenants_timers(
     fired = await other.services.timers.run_once([payments.tenant, other.tenant])
     assert fired == 1
     assert await other.state("t2") == "authorized"
+    async with payments.db.connection() as conn:
+        left = await conn.fetch(
+            f'SELECT kind FROM "{payments.tenant.lower()}".saga_timers'  # noqa: S608 (a test's own tenant)
+            " WHERE payment_id = 't1'"
+        )
+    assert [row["kind"] for row in left] == ["inquiry"]  # the skipped tenant's timer waits
 
 
 async def test_two_copies_of_a_capture_at_once_capture_once_and_refuse_nothing(

@@ -376,6 +376,21 @@ def test_an_in_doubt_authorization_never_moves_to_another_processor() -> None:
     assert all(d.execute == () and d.events == () for d in saga.decisions[1:])
 
 
+def test_a_try_next_decline_of_an_in_doubt_authorization_does_not_fail_over() -> None:
+    """In doubt, then a try-next refusal for it (a late or redriven answer): no fail-over.
+
+    The first request may have charged; only the vendor's word settles it, and another
+    processor is never asked meanwhile.
+    """
+    saga = Saga()
+    saga.send(authorize(candidates=(Processor.STRIPE, Processor.PAYPAL)))
+    saga.send(InDoubt(1))
+    decision = saga.send(Declined(1, "currency_not_supported", "no AFN", try_next=True))
+    assert decision.execute == ()
+    assert [op.processor for op in saga.p.operations] == [Processor.STRIPE]
+    assert saga.p.processor is not Processor.PAYPAL
+
+
 def test_action_required_then_success_authorizes() -> None:
     """An authorization waiting for 3-D Secure announces the redirect, then succeeds."""
     saga = Saga()
