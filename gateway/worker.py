@@ -2,7 +2,6 @@
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Final
 
 import structlog
@@ -19,40 +18,15 @@ from schemas.envelope import SOURCE, Envelope
 from schemas.events import CommandRejected
 from schemas.topology import PAYMENT_EVENTS, WORKER_COMMANDS_SUBSCRIPTION, Topology
 from tenancy.db import Database
-from tenancy.lifecycle import SERVING_STATUSES
-from tenancy.registry import find_tenant
+from tenancy.registry import ServedTenants
 
 _log = structlog.get_logger(__name__)
 DEFAULT_MAX_IN_FLIGHT: Final = 200
 
 
-TENANT_CHECK_TTL: Final = timedelta(seconds=5)
-
-
 def tenant_check(db: Database, clock: Clock) -> TenantCheck:
-    """A check that a tenant is registered and served, for the consumer.
-
-    A served tenant is remembered for ``TENANT_CHECK_TTL``: the check runs for every
-    message, and the tenant transaction checks the status again anyway.
-    """
-    served: dict[str, datetime] = {}
-
-    async def check(tenant_id: str) -> str | None:
-        now = clock()
-        seen = served.get(tenant_id)
-        if seen is not None and now - seen < TENANT_CHECK_TTL:
-            return None
-        async with db.connection() as conn:
-            tenant = await find_tenant(conn, tenant_id)
-        if tenant is None:
-            return "unknown"
-        if tenant.status not in SERVING_STATUSES:
-            served.pop(tenant_id, None)
-            return str(tenant.status)
-        served[tenant_id] = now
-        return None
-
-    return check
+    """A check that a tenant is registered and served, for the consumer."""
+    return ServedTenants(db, clock).refusal
 
 
 def outbox_rejections(db: Database) -> RejectionSink:

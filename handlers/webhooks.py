@@ -42,13 +42,12 @@ from schemas.processors import Processor, VendorEnv
 from tenancy.db import Database
 from tenancy.errors import SecretError, UnknownTenantError
 from tenancy.lifecycle import Operation, TenantStatus, allows
-from tenancy.registry import find_tenant
+from tenancy.registry import ServedTenants
 
 _log = structlog.get_logger(__name__)
 
 PAUSE_SWITCH: Final = "webhook_ingestion_paused"
 SWITCH_TTL: Final = timedelta(seconds=1)
-TENANT_TTL: Final = timedelta(seconds=5)
 _ACCOUNT: Final = re.compile(r"acct_[A-Za-z0-9]{1,64}")
 """A Stripe account id; nothing else from an unverified body is used or logged."""
 _INSERT: Final = """
@@ -270,7 +269,7 @@ class WebhookIngress:
         self._clock = clock
         self._env = env
         self._switch: _Cached | None = None
-        self._served: dict[str, datetime] = {}
+        self._tenants = ServedTenants(db, clock)
         self._writer = InboxWriter(db)
 
     async def paused(self) -> str | None:
@@ -280,8 +279,7 @@ class WebhookIngress:
         if cached is not None and now - cached.read_at < SWITCH_TTL:
             return cached.value
         try:
-            async with self._db.connection() as conn:
-                reason: str | None = await conn.fetchval(_SWITCH, PAUSE_SWITCH)
+            reason = await ingestion_pause(self._db)
         except _STORE_ERRORS as exc:
             raise IngressUnavailableError("the ingestion switch could not be read") from exc
         self._switch = _Cached(reason, now)
@@ -355,19 +353,12 @@ class WebhookIngress:
             validate_tenant_id(tenant_id)
         except InvalidTenantIdError as exc:
             raise UnknownTenantError("not a tenant id") from exc
-        now = self._clock()
-        seen = self._served.get(tenant_id)
-        if seen is not None and now - seen < TENANT_TTL:
-            return
         try:
-            async with self._db.connection() as conn:
-                tenant = await find_tenant(conn, tenant_id)
+            refusal = await self._tenants.refusal(tenant_id)
         except _STORE_ERRORS as exc:
             raise IngressUnavailableError("the tenant registry could not be read") from exc
-        if tenant is None or not allows(tenant.status, Operation.WEBHOOK):
-            self._served.pop(tenant_id, None)
-            raise UnknownTenantError(f"unknown tenant {tenant_id}")
-        self._served[tenant_id] = now
+        if refusal is not None:
+            raise UnknownTenantError(f"tenant {tenant_id} is {refusal}")
 
     async def _store(self, tenant_id: str, notification: Notification) -> Receipt:
         status = "ignored" if notification.kind == "ignored" else "pending"
@@ -384,7 +375,7 @@ class WebhookIngress:
         try:
             inbox_id = await self._writer.insert(row)
         except UnknownTenantError:
-            self._served.pop(tenant_id, None)
+            self._tenants.forget(tenant_id)
             raise
         except Exception as exc:
             _log.error("webhook_store_failed", tenant_id=tenant_id, error=type(exc).__name__)

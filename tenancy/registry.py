@@ -5,15 +5,16 @@ registry gains columns during an expand/contract rollout.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 import asyncpg
 
+from schemas.clock import Clock
 from schemas.ids import validate_tenant_id
-from tenancy.db import Conn
+from tenancy.db import Conn, Database
 from tenancy.errors import UnknownTenantError
-from tenancy.lifecycle import TenantStatus
+from tenancy.lifecycle import SERVING_STATUSES, TenantStatus
 
 _COLUMNS: Final = """
     tenant_id, schema_name, role_name, pci_profile, cmek_key_uri, status, applied_versions,
@@ -85,3 +86,41 @@ async def get_tenant(conn: Conn, tenant_id: str) -> TenantRecord:
 async def list_tenants(conn: Conn) -> list[TenantRecord]:
     """Every tenant, archived ones included, ordered by id."""
     return [TenantRecord.from_row(row) for row in await conn.fetch(_ALL)]
+
+
+SERVED_TTL: Final = timedelta(seconds=5)
+
+
+class ServedTenants:
+    """Whether a tenant is served, a served answer remembered for ``SERVED_TTL``.
+
+    The consumer and the webhook endpoint ask for every message; a tenant transaction (or
+    the inbox insert) checks the status again, so a change is seen at most a TTL later
+    by this cache and never missed where it matters. Unserved answers are not cached.
+    """
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        """Read the registry through ``db``."""
+        self._db = db
+        self._clock = clock
+        self._served: dict[str, datetime] = {}
+
+    async def refusal(self, tenant_id: str) -> str | None:
+        """None if ``tenant_id`` is served; else ``"unknown"`` or its status."""
+        now = self._clock()
+        seen = self._served.get(tenant_id)
+        if seen is not None and now - seen < SERVED_TTL:
+            return None
+        async with self._db.connection() as conn:
+            tenant = await find_tenant(conn, tenant_id)
+        if tenant is None:
+            return "unknown"
+        if tenant.status not in SERVING_STATUSES:
+            self._served.pop(tenant_id, None)
+            return str(tenant.status)
+        self._served[tenant_id] = now
+        return None
+
+    def forget(self, tenant_id: str) -> None:
+        """Drop what is remembered of ``tenant_id``."""
+        self._served.pop(tenant_id, None)

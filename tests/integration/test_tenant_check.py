@@ -5,9 +5,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.worker import TENANT_CHECK_TTL, tenant_check
+from gateway.worker import tenant_check
 from tenancy.db import Database
 from tenancy.migration_files import Migration
+from tenancy.registry import SERVED_TTL
 from tests.integration.conftest import FakeClock
 from tests.integration.outbox_helpers import provisioned
 
@@ -30,6 +31,6 @@ async def test_a_served_tenant_is_remembered_until_the_ttl_runs_out(
             tenant,
         )
     assert await check(tenant) is None
-    clock.now += TENANT_CHECK_TTL + timedelta(milliseconds=1)
+    clock.now += SERVED_TTL + timedelta(milliseconds=1)
     assert await check(tenant) == "offboarding"
     assert await check(tenant) == "offboarding"

@@ -10,12 +10,13 @@ import pytest
 import structlog
 
 from gateway.api import ApiConfig
-from handlers.webhooks import SWITCH_TTL, TENANT_TTL, pause_ingestion, resume_ingestion
+from handlers.webhooks import SWITCH_TTL, pause_ingestion, resume_ingestion
 from sandbox.stripe_api import FakeStripe
 from sandbox.stripe_wire import signature_header
 from schemas.processors import Processor
 from tenancy.db import Database
 from tenancy.migration_files import Migration
+from tenancy.registry import SERVED_TTL
 from tests.integration.outbox_helpers import provisioned
 from tests.integration.saga_helpers import Payments, attach_all, authorize
 from tests.integration.stripe_support import WEBHOOK_SECRET
@@ -31,7 +32,7 @@ from tests.integration.webhook_support import (
 
 pytestmark = pytest.mark.integration
 PAUSE_SEEN = SWITCH_TTL + timedelta(seconds=1)
-SERVED_FORGOTTEN = TENANT_TTL + timedelta(seconds=1)
+SERVED_FORGOTTEN = SERVED_TTL + timedelta(seconds=1)
 
 
 def authorized_event(  # noqa: PLR0913 (the event's parts, by keyword)
