@@ -8,6 +8,8 @@ the adapter. A Stripe key is checked against the mode (test keys outside prod on
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import httpx
+
 from gateway.vendor_mode import VendorMode, base_url, check_stripe_key
 from handlers.hesabpay_store import PostgresCheckoutSessions, PostgresReplayStore
 from handlers.ports import PortFactory
@@ -58,6 +60,15 @@ class VendorAdapters:
     """When set, HesabPay adapters keep their records in the tenant's schema instead."""
     _stripe: list[StripeAdapter] = field(default_factory=list)
     _built: dict[VendorAttachment, PaymentPort] = field(default_factory=dict)
+    _http: httpx.AsyncClient | None = None
+    """One connection pool for the PayPal and HesabPay adapters (Stripe has its SDK's)."""
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared HTTP client, made on first use."""
+        if self._http is None:
+            self._http = httpx.AsyncClient()
+        return self._http
 
     def build(self, attachment: VendorAttachment) -> PaymentPort:
         """The adapter for ``attachment`` in this mode (one per attachment, reused)."""
@@ -81,6 +92,7 @@ class VendorAdapters:
                     base_url=url,
                     clock=self.clock,
                     sandbox_cert_origin=url if local else None,
+                    http=self.http,
                 )
             case Processor.HESABPAY:
                 sessions: CheckoutSessions = self.checkout_sessions
@@ -89,7 +101,12 @@ class VendorAdapters:
                     sessions = PostgresCheckoutSessions(self.db, attachment.tenant_id)
                     replays = PostgresReplayStore(self.db, attachment.tenant_id)
                 return HesabPayAdapter(
-                    credentials, base_url=url, clock=self.clock, sessions=sessions, replays=replays
+                    credentials,
+                    base_url=url,
+                    clock=self.clock,
+                    sessions=sessions,
+                    replays=replays,
+                    http=self.http,
                 )
 
     def factory(self) -> PortFactory:
@@ -100,3 +117,6 @@ class VendorAdapters:
         """Close the adapters' HTTP connections."""
         for adapter in self._stripe:
             await adapter.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
